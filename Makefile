@@ -1,0 +1,35 @@
+# Two commands for a newcomer:  make run   and   make test
+# Both create .venv on first use (Python >= 3.11) and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= 2
+BIN    := $(VENV)/bin
+# torch 2.13.0: the CPU wheel where one is provided locally, the default (CUDA) wheel from
+# PyPI on a GPU machine. Override e.g. TORCH_SPEC="torch==2.13.0 --index-url <your index>".
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test lint report clean venv
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --report results/report.html
+
+test: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,16 @@
+# reschrom: Resolution Chromatography of Diffusion Models, as a Snakemake workflow.
+# Run:  snakemake --cores N            (embedded default, config.yaml)
+#       snakemake --profile profiles/slurm --configfile configs/paper.yaml
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/theory.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,7 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.plots import plot_time_adjustment
+
+plot_time_adjustment(snakemake.input[0], snakemake.output[0], dpi=snakemake.params.dpi)

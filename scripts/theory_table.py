@@ -1,0 +1,14 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.theory import write_theory_table
+
+write_theory_table(
+    snakemake.wildcards.schedule,
+    snakemake.params.spec,
+    snakemake.output[0],
+    resolution=snakemake.params.resolution,
+    kernel=snakemake.params.kernel,
+    n_t=snakemake.params.n_t,
+)

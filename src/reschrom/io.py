@@ -1,0 +1,67 @@
+"""Reading and writing the pipeline's artifacts: Parquet tables, safetensors, PNGs.
+
+Every write is atomic (a temporary file beside the target, then ``os.replace``), so an
+interrupted job never leaves a half-written file under ``results/``. Every read names the
+file in its error when the file is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read; the message names it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp"
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike) -> None:
+    """Write a table atomically with pyarrow (zstd compressed)."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet table; a missing or corrupt file raises an error that names it."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Parquet file not found: {p}")
+    try:
+        return pq.read_table(p, columns=columns).to_pandas()
+    except (pa.ArrowException, OSError) as e:
+        raise CorruptFileError(f"corrupt Parquet file {p}: {e}") from None
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:  # noqa: ANN001
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    plt.close(fig)
