@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reschrom.schedules import ArrayLike, Schedule
+from reschrom.schedules import LOG_SNR_LIMIT, ArrayLike, Schedule
 
 
 def num_levels(resolution: int, kernel: int = 2) -> int:
@@ -127,7 +127,11 @@ def chromatography_derivative(
     total = d.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = d / total
-    return np.where(np.abs(total) > 1e-300, r, np.nan)
+    # Where any level's log-SNR reaches the clip (SNR = ∞ or 0), ᾱ_{τ_m} is flat there.
+    top = np.log(_scale(num_levels - 1, kernel))
+    clipped = (schedule.log_snr(lo) + top >= LOG_SNR_LIMIT) | (schedule.log_snr(hi) <= -LOG_SNR_LIMIT)
+    bad = clipped[..., None] | ~(np.abs(total) > 1e-300)
+    return np.where(bad, np.nan, r)
 
 
 def peak_times(schedule: Schedule, num_levels: int, kernel: int = 2, n_t: int = 4001) -> np.ndarray:

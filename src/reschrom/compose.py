@@ -1,0 +1,445 @@
+"""Time-dependent prompt composing (paper §4.3, eq. 6 and 25).
+
+Composition of prompts c_1 … c_n with time-dependent weights (eq. 6):
+
+    ε̃(x, t) = ε(x, t) + s · Σ_i w_i(t) [ε(x, t; c_i) - ε(x, t)],
+
+s the pipeline's guidance scale. Weights are functions of ``t_frac = t / T`` (the paper's t/T,
+T = ``num_train_timesteps`` of the model's scheduler, t the timestep the denoiser receives):
+
+* :func:`heaviside_weights` — eq. 25: the "structure" prompt while t ≥ ηT, the "texture" prompt
+  afterwards (η = 1: texture alone, η = 0: structure alone);
+* :func:`linear_weights`, :func:`sigmoid_weights` — cross-fades of width ``width`` around ηT;
+* :func:`band_weights` — band-targeted: prompt i drives the levels S_i,
+  w_i(t) = Σ_{m∈S_i} r_m(t) with r the theoretical chromatography of the model's schedule
+  (eq. 18, 34–35).
+
+:class:`PromptComposer` applies any of them to an unmodified diffusers CFG pipeline
+(``IFPipeline``, ``StableDiffusionPipeline``, the toy model, the oracle) without copying its
+loop: a forward pre-hook on the denoiser, keyed on the timestep it receives, rewrites the
+pipeline's batched [uncond, cond] call into [uncond, c_i for each *active* prompt] (weight
+≠ 0 at this step), and a forward hook folds the outputs back into [ε_u, ε_u + Σ_i w_i(ε_i - ε_u)],
+so that the pipeline's own CFG line ``ε_u + s(ε_c - ε_u)`` yields eq. 6. A step with one active
+prompt at weight 1 is the pipeline's plain call with that prompt's embedding swapped in (no
+arithmetic): a Heaviside switch costs exactly the denoiser evaluations of plain CFG, and η = 0
+or 1 reproduces the single-prompt images bitwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+WeightFn = Callable[[float], float]
+"""w_i(t_frac): a prompt's weight at ``t_frac = t / T`` (0 = data, 1 = noise)."""
+
+WEIGHTINGS = ("heaviside", "linear", "sigmoid", "bands")
+
+
+# --------------------------------------------------------------------------------------
+# weights
+# --------------------------------------------------------------------------------------
+
+
+def _check_eta(eta: float) -> float:
+    eta = float(eta)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    return eta
+
+
+@dataclass(frozen=True)
+class Heaviside:
+    """One side of eq. 25's switch at ηT.
+
+    ``structure``: w = 1 while t ≥ ηT (H(0) = 1 on this side, so η = 0 covers every step,
+    t = 0 included), else 0; η = 1 never (t < T for every timestep). ``texture``: 1 - that.
+    """
+
+    eta: float
+    structure: bool
+
+    def __call__(self, t_frac: float) -> float:
+        on = self.eta < 1.0 and t_frac >= self.eta
+        return float(on == self.structure)
+
+
+def heaviside_weights(eta: float) -> list[WeightFn]:
+    """Eq. 25: [w_structure, w_texture] = [H(t ≥ ηT), 1 - H(t ≥ ηT)]."""
+    eta = _check_eta(eta)
+    return [Heaviside(eta, True), Heaviside(eta, False)]
+
+
+@dataclass(frozen=True)
+class LinearFade:
+    """w = clip((t_frac - η)/width + ½, 0, 1) for the structure prompt, 1 - w for texture."""
+
+    eta: float
+    width: float
+    structure: bool
+
+    def __call__(self, t_frac: float) -> float:
+        w = min(1.0, max(0.0, (t_frac - self.eta) / self.width + 0.5))
+        return w if self.structure else 1.0 - w
+
+
+@dataclass(frozen=True)
+class SigmoidFade:
+    """w = σ((t_frac - η)/width) for the structure prompt, 1 - w for texture."""
+
+    eta: float
+    width: float
+    structure: bool
+
+    def __call__(self, t_frac: float) -> float:
+        z = (t_frac - self.eta) / self.width
+        w = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        return w if self.structure else 1.0 - w
+
+
+def linear_weights(eta: float, width: float = 0.2) -> list[WeightFn]:
+    """Linear cross-fade from structure to texture over [η - width/2, η + width/2]."""
+    eta = _check_eta(eta)
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return [LinearFade(eta, width, True), LinearFade(eta, width, False)]
+
+
+def sigmoid_weights(eta: float, width: float = 0.05) -> list[WeightFn]:
+    """Sigmoid cross-fade from structure to texture centred on η (scale ``width``)."""
+    eta = _check_eta(eta)
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return [SigmoidFade(eta, width, True), SigmoidFade(eta, width, False)]
+
+
+@dataclass(frozen=True)
+class BandWeight:
+    """w(t) = Σ_{m∈S} r_m(t): the share of the levels S in the signal generated at t (eq. 18).
+
+    ``t_frac`` (= t/T) is mapped to the schedule's own time through the native timestep
+    t = t_frac·T, so a discrete schedule of T steps is evaluated at step t exactly.
+    """
+
+    schedule: Any  # reschrom.schedules.Schedule
+    levels: tuple[int, ...]
+    num_levels: int
+    num_train_timesteps: int
+    kernel: int = 2
+
+    def __call__(self, t_frac: float) -> float:
+        from reschrom.theory import chromatography
+
+        s = float(self.schedule.t_frac_from_native(t_frac * self.num_train_timesteps))
+        r = chromatography(self.schedule, np.clip(s, 0.0, 1.0), self.num_levels, self.kernel)
+        return float(r[list(self.levels)].sum())
+
+
+def band_weights(
+    schedule: Any,
+    level_sets: Sequence[Sequence[int]],
+    num_levels: int,
+    num_train_timesteps: int = 1000,
+    kernel: int = 2,
+) -> list[WeightFn]:
+    """Band-targeted weights: prompt i drives levels S_i, w_i(t) = Σ_{m∈S_i} r_m(t).
+
+    ``schedule`` is a :class:`reschrom.schedules.Schedule` (e.g. ``schedule_from_diffusers`` of
+    the model's scheduler). Levels m = 0 (full resolution) … num_levels - 1 (1×1). Disjoint sets
+    covering every level give weights that sum to 1 at every t.
+    """
+    out = []
+    for s in level_sets:
+        lv = tuple(sorted({int(m) for m in s}))
+        if any(m < 0 or m >= num_levels for m in lv):
+            raise ValueError(f"levels {lv} out of range 0…{num_levels - 1}")
+        out.append(BandWeight(schedule, lv, int(num_levels), int(num_train_timesteps), kernel))
+    return out
+
+
+def split_levels(num_levels: int, first_fine_coarse: int) -> list[list[int]]:
+    """[coarse levels m ≥ first_fine_coarse, fine levels m < first_fine_coarse]: a structure /
+    texture split of the pyramid at level ``first_fine_coarse``."""
+    if not 0 <= first_fine_coarse <= num_levels:
+        raise ValueError(f"split level {first_fine_coarse} out of range 0…{num_levels}")
+    return [list(range(first_fine_coarse, num_levels)), list(range(first_fine_coarse))]
+
+
+def make_weights(
+    weighting: str,
+    eta: float,
+    width: float | None = None,
+    schedule: Any = None,
+    num_levels: int | None = None,
+    num_train_timesteps: int = 1000,
+    kernel: int = 2,
+) -> list[WeightFn]:
+    """[w_structure, w_texture] of a named weighting (``WEIGHTINGS``) at control parameter η.
+
+    For ``bands`` the split level is the level whose theoretical peak time is closest to η:
+    the structure prompt drives the levels that peak before (at larger t than) ηT.
+    """
+    if weighting == "heaviside":
+        return heaviside_weights(eta)
+    if weighting == "linear":
+        return linear_weights(eta, width if width is not None else 0.2)
+    if weighting == "sigmoid":
+        return sigmoid_weights(eta, width if width is not None else 0.05)
+    if weighting == "bands":
+        from reschrom.theory import peak_times
+
+        if schedule is None or num_levels is None:
+            raise ValueError("bands weighting needs the model's schedule and num_levels")
+        peaks = peak_times(schedule, num_levels, kernel)  # schedule t_frac, descending in m
+        peaks_paper = schedule.native_t(peaks) / num_train_timesteps
+        split = int(np.sum(peaks_paper < _check_eta(eta)))  # fine levels peak after ηT
+        return band_weights(
+            schedule, split_levels(num_levels, split), num_levels, num_train_timesteps, kernel
+        )
+    raise ValueError(f"weighting {weighting!r} is unknown; allowed: {', '.join(WEIGHTINGS)}")
+
+
+# --------------------------------------------------------------------------------------
+# prompt encoding through the pipeline's own encoder
+# --------------------------------------------------------------------------------------
+
+
+def encode_prompt(
+    pipe: Any, prompt: str, device: torch.device | str | None = None, negative_prompt: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cond, uncond) embeddings of one prompt by the pipeline's ``encode_prompt``.
+
+    Passes only the arguments its signature accepts (IF: ``clean_caption=False``; SD:
+    ``do_classifier_free_guidance``; the oracle: whatever it declares), so the embeddings are
+    exactly those the pipeline computes for ``pipe(prompt=..., clean_caption=False)``.
+    """
+    fn = pipe.encode_prompt
+    params = inspect.signature(fn).parameters
+    dev = torch.device(device) if device is not None else getattr(pipe, "_execution_device", None)
+    wanted = {
+        "device": dev,
+        "num_images_per_prompt": 1,
+        "do_classifier_free_guidance": True,
+        "negative_prompt": negative_prompt,
+        "clean_caption": False,
+    }
+    kw = {k: v for k, v in wanted.items() if k in params}
+    with torch.no_grad():
+        out = fn(prompt, **kw)
+    cond, uncond = out[0], out[1]
+    if uncond is None:
+        raise ValueError(f"{type(pipe).__name__}.encode_prompt returned no unconditional embedding")
+    return cond, uncond
+
+
+# --------------------------------------------------------------------------------------
+# the composer
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepRecord:
+    """What the composer did at one denoiser call."""
+
+    t: float
+    t_frac: float
+    active: tuple[int, ...]
+    weights: tuple[float, ...]
+    rows: int  # batch rows the denoiser evaluated (N images × (1 + active prompts))
+    passthrough: bool  # one prompt at weight 1: the pipeline's plain CFG call
+
+
+def _timestep_value(t: Any) -> float:
+    if isinstance(t, torch.Tensor):
+        return float(t.reshape(-1)[0].item())
+    return float(t)
+
+
+@dataclass
+class PromptComposer:
+    """Eq. 6 with time-dependent weights on an unmodified diffusers CFG pipeline.
+
+    ``prompts[i]`` is weighted by ``weights[i](t/T)``; prompts whose |weight| ≤ ``prune_below``
+    at a step are not evaluated. Call it like the pipeline, minus the prompt arguments:
+    ``composer(generator=g, guidance_scale=7.5, num_inference_steps=50, output_type="np")``.
+    ``records`` lists, per denoiser call of the last run, the active prompts and batch rows.
+    """
+
+    pipe: Any
+    prompts: Sequence[str]
+    weights: Sequence[WeightFn]
+    negative_prompt: str | None = None
+    prune_below: float = 0.0
+    device: torch.device | str | None = None
+    records: list[StepRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.prompts) != len(self.weights) or not self.prompts:
+            raise ValueError(
+                f"need one weight per prompt, got {len(self.prompts)} prompts and {len(self.weights)} weights"
+            )
+        embeds = [encode_prompt(self.pipe, p, self.device, self.negative_prompt) for p in self.prompts]
+        self.cond = [c for c, _ in embeds]
+        self.uncond = embeds[0][1]
+        sched = self.pipe.scheduler.config
+        self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
+        self._plan: tuple | None = None
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The module the pipeline calls once per step (``unet``, or ``transformer``)."""
+        for name in ("unet", "transformer", "denoiser"):
+            m = getattr(self.pipe, name, None)
+            if isinstance(m, torch.nn.Module):
+                return m
+        raise ValueError(f"{type(self.pipe).__name__} has no unet/transformer module to hook")
+
+    def weights_at(self, t_frac: float) -> list[float]:
+        return [float(w(t_frac)) for w in self.weights]
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def _pre_hook(self, module, args, kwargs):  # noqa: ANN001, ANN202
+        args = list(args)
+        sample = args[0] if args else kwargs["sample"]
+        t = args[1] if len(args) > 1 else kwargs.get("timestep")
+        if "encoder_hidden_states" in kwargs:
+            ehs = kwargs["encoder_hidden_states"]
+        elif len(args) > 2:
+            ehs = args[2]
+        else:
+            raise ValueError("denoiser called without encoder_hidden_states: is guidance on?")
+        B = sample.shape[0]
+        if B % 2 or ehs.shape[0] != B:
+            raise ValueError(
+                f"expected the pipeline's batched [uncond, cond] call, got batch {B} and embeddings {ehs.shape[0]}"
+                " (guidance_scale must be > 1)"
+            )
+        N = B // 2
+        tv = _timestep_value(t)
+        t_frac = tv / self.num_train_timesteps
+        w = self.weights_at(t_frac)
+        active = tuple(i for i, wi in enumerate(w) if abs(wi) > self.prune_below)
+        passthrough = len(active) == 1 and w[active[0]] == 1.0
+        k = len(active)
+        rows = N * (1 + k)
+        self.records.append(StepRecord(tv, t_frac, active, tuple(w), rows, passthrough))
+        self._plan = (N, k, [w[i] for i in active], passthrough, sample.shape[1])
+
+        def expand(x: torch.Tensor) -> torch.Tensor:
+            if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] != B:
+                return x
+            if passthrough:
+                return x
+            return torch.cat([x[:N]] + [x[N:]] * k, dim=0)
+
+        unc = ehs[:N]
+        conds = [self.cond[i].to(ehs.device, ehs.dtype).expand(N, *self.cond[i].shape[1:]) for i in active]
+        if passthrough:
+            new_ehs = torch.cat([unc, conds[0]], dim=0)
+        else:
+            new_ehs = torch.cat([unc, *conds], dim=0)
+        if args:
+            args[0] = expand(args[0])
+        else:
+            kwargs["sample"] = expand(kwargs["sample"])
+        if len(args) > 1:
+            args[1] = expand(args[1])
+        elif "timestep" in kwargs:
+            kwargs["timestep"] = expand(kwargs["timestep"])
+        if "encoder_hidden_states" in kwargs:
+            kwargs["encoder_hidden_states"] = new_ehs
+        else:
+            args[2] = new_ehs
+        for key in ("timestep_cond", "added_cond_kwargs"):
+            v = kwargs.get(key)
+            if isinstance(v, torch.Tensor):
+                kwargs[key] = expand(v)
+            elif isinstance(v, dict):
+                kwargs[key] = {kk: expand(vv) for kk, vv in v.items()}
+        return tuple(args), kwargs
+
+    def _post_hook(self, module, args, kwargs, output):  # noqa: ANN001, ANN202
+        plan, self._plan = self._plan, None
+        if plan is None:
+            return output
+        N, k, w, passthrough, C = plan
+        if passthrough:
+            return output
+        tuple_out = isinstance(output, tuple)
+        eps = output[0] if tuple_out else output.sample
+        unc = eps[:N]
+        e_u, v_u = unc[:, :C], unc[:, C:]
+        comb = e_u.clone()
+        var_num = torch.zeros_like(v_u)
+        wsum = 0.0
+        for j in range(k):
+            e_j = eps[N * (1 + j) : N * (2 + j)]
+            comb = comb + w[j] * (e_j[:, :C] - e_u)  # eq. 6 inside the pipeline's CFG
+            var_num = var_num + w[j] * e_j[:, C:]
+            wsum += w[j]
+        # learned-variance channels (IF): weighted mean of the active prompts' predictions
+        v_c = var_num / wsum if k and abs(wsum) > 0 else v_u
+        cond = torch.cat([comb, v_c], dim=1)
+        new = torch.cat([unc, cond], dim=0)
+        if tuple_out:
+            return (new, *output[1:])
+        output.sample = new
+        return output
+
+    @contextlib.contextmanager
+    def hooks(self) -> Iterator[None]:
+        """Install the two hooks on the denoiser for the duration of the block."""
+        mod = self.denoiser
+        h1 = mod.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        h2 = mod.register_forward_hook(self._post_hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            h1.remove()
+            h2.remove()
+            self._plan = None
+
+    def __call__(self, **kwargs: Any) -> Any:
+        """Run the pipeline with the composed guidance; returns the pipeline's output."""
+        if kwargs.get("guidance_scale", 2.0) <= 1.0:
+            raise ValueError("prompt composing needs classifier-free guidance (guidance_scale > 1)")
+        self.records = []
+        with torch.no_grad(), self.hooks():
+            return self.pipe(prompt_embeds=self.cond[0], negative_prompt_embeds=self.uncond, **kwargs)
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def conditional_evaluations(self) -> list[int]:
+        """Per denoiser call of the last run: conditional rows per image (= active prompts)."""
+        out = []
+        for r in self.records:
+            n = r.rows // (1 + len(r.active))
+            out.append(r.rows // n - 1)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# pair ids
+# --------------------------------------------------------------------------------------
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """Lower-case ASCII slug: words joined by '-', at most ``max_len`` characters."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:max_len].rstrip("-") or "prompt"
+
+
+def pair_id(structure: str, texture: str) -> str:
+    """A safe, stable id of a prompt pair: slug of the texture prompt + 8 hex of a hash of both."""
+    h = hashlib.sha1(f"{structure}\x00{texture}".encode()).hexdigest()[:8]
+    return f"{slugify(texture)}-{h}"
