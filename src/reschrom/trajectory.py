@@ -1,0 +1,231 @@
+"""The posterior mean x̂0 along sampling trajectories and its spectrum (paper Fig. 1, eq. 7).
+
+:func:`capturing_x0` wraps the pipeline's ``scheduler.step`` for the duration of a block (the
+pipeline's loop is not copied): at every step it receives the (guided) model output and x_t and
+computes the posterior mean by eq. 7,
+
+    x̂0 = (x_t - √(1-ᾱ_t) ε(x_t, t)) / √ᾱ_t,
+
+unclipped and unthresholded (IF's scheduler thresholds its own ``pred_original_sample``; the
+paper's x̂0 = E[x0|x_t] is not). ``v_prediction`` and ``sample`` models are converted to x̂0 the
+same way. IF's learned-variance channels (the last C of 2C) are dropped.
+
+:func:`x0_spectra` runs N samples through a pipeline and averages, per step, the RAPSD
+(``reschrom.spectra.rapsd``) of the change x̂0(t_k) - x̂0(t_{k-1}) between consecutive steps:
+coarse-to-fine generation shows as power moving from low to high frequencies as t → 0.
+For latent models (Stable Diffusion) x̂0 and its spectrum live in latent space; the snapshots
+are decoded by the VAE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reschrom.spectra import rapsd
+
+SPECTRA_COLUMNS = ["model", "step", "t", "t_frac", "k", "power", "n_samples"]
+"""The contract of ``results/spectra/{model}.parquet``: one row per (step, frequency k)."""
+
+
+def posterior_mean(
+    x_t: torch.Tensor, model_output: torch.Tensor, alpha_bar: float, prediction_type: str = "epsilon"
+) -> torch.Tensor:
+    """x̂0 = E[x0|x_t] from a model output (eq. 7 for ε; v and sample predictions converted)."""
+    a = float(alpha_bar)
+    sa, s1 = a**0.5, (1.0 - a) ** 0.5
+    if prediction_type == "epsilon":
+        return (x_t - s1 * model_output) / sa
+    if prediction_type == "v_prediction":
+        return sa * x_t - s1 * model_output
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"prediction_type {prediction_type!r} is unknown; allowed: epsilon, v_prediction, sample")
+
+
+@dataclass
+class X0Capture:
+    """What :func:`capturing_x0` recorded: per scheduler step, t, x_t and x̂0 (on the host
+    only if ``keep`` says so; otherwise the callback ``on_step`` consumes them)."""
+
+    timesteps: list[float] = field(default_factory=list)
+    x_t: list[torch.Tensor] = field(default_factory=list)
+    x0: list[torch.Tensor] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[X0Capture]:
+    """Record x̂0 (eq. 7) at every ``pipe.scheduler.step`` call inside the block.
+
+    ``on_step(t, x_t, x0)`` is called per step if given; ``keep`` stores x_t and x̂0 (float32,
+    on their device) in the returned :class:`X0Capture`. The scheduler's ``step`` is restored
+    on exit; the pipeline's outputs are unchanged.
+    """
+    sched = pipe.scheduler
+    ac = getattr(sched, "alphas_cumprod", None)
+    if ac is None:
+        raise ValueError(f"{type(sched).__name__} has no alphas_cumprod: x̂0 capture needs a DDPM-family scheduler")
+    ac = torch.as_tensor(ac, dtype=torch.float64).cpu()
+    pred = sched.config.get("prediction_type", "epsilon")
+    cap = X0Capture()
+    original = sched.step
+    had_instance_attr = "step" in vars(sched)
+
+    def step(model_output, timestep, sample, *args, **kwargs):  # noqa: ANN001, ANN202
+        t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
+        c = sample.shape[1]
+        x0 = posterior_mean(sample.float(), model_output[:, :c].float(), float(ac[int(round(t))]), pred)
+        if on_step is not None:
+            on_step(t, sample, x0)
+        cap.timesteps.append(t)
+        if keep:
+            cap.x_t.append(sample.detach().float())
+            cap.x0.append(x0.detach())
+        return original(model_output, timestep, sample, *args, **kwargs)
+
+    sched.step = step
+    try:
+        yield cap
+    finally:
+        if had_instance_attr:
+            sched.step = original
+        else:  # back to the class method
+            del sched.step
+
+
+@dataclass
+class SpectraResult:
+    """Per-step mean RAPSD of x̂0 changes and the snapshots of the first sample."""
+
+    timesteps: np.ndarray  # (S,) timestep of each scheduler step
+    power: np.ndarray  # (S-1, K) mean RAPSD of x̂0(t_k) - x̂0(t_{k-1}), k = 1 … S-1
+    n_samples: int
+    snapshots: dict[str, torch.Tensor]  # x_t, x0: (S_snap, C, H, W); steps: (S_snap,)
+
+
+def _sample_kwargs(pipe: Any) -> dict[str, Any]:
+    if getattr(pipe, "vae", None) is not None:
+        return {"output_type": "latent"}
+    kw: dict[str, Any] = {"output_type": "np"}
+    if "clean_caption" in inspect.signature(pipe.__call__).parameters:
+        kw["clean_caption"] = False
+    return kw
+
+
+def x0_spectra(
+    pipe: Any,
+    prompts: Sequence[str],
+    n_samples: int = 8,
+    batch_size: int = 4,
+    seed: int = 0,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 4.0,
+    n_snapshots: int = 6,
+    device: torch.device | str | None = None,
+) -> SpectraResult:
+    """Average the RAPSD of x̂0 changes between consecutive steps over ``n_samples`` samples.
+
+    Sample i uses prompt ``prompts[i % len(prompts)]``; batch b is drawn with a generator
+    seeded ``seed + b`` on ``device`` (default: the pipeline's execution device). Snapshots of
+    x_t and x̂0 of sample 0 are kept at ``n_snapshots`` evenly spaced steps.
+    """
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError("n_samples and batch_size must be ≥ 1")
+    dev = torch.device(device) if device is not None else pipe._execution_device
+    total: torch.Tensor | None = None
+    timesteps: list[float] = []
+    snaps_x: list[torch.Tensor] = []
+    snaps_0: list[torch.Tensor] = []
+    snap_steps: list[int] = []
+    done = 0
+    b = 0
+    while done < n_samples:
+        n = min(batch_size, n_samples - done)
+        batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
+        state: dict[str, Any] = {"prev": None, "spec": [], "i": 0}
+
+        def on_step(t, x_t, x0, state=state):  # noqa: ANN001, ANN202
+            if state["prev"] is not None:
+                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
+            state["prev"] = x0
+            state["i"] += 1
+
+        gen = torch.Generator(device=dev).manual_seed(seed + b)
+        with torch.no_grad(), capturing_x0(pipe, on_step=on_step, keep=(b == 0)) as cap:
+            pipe(
+                prompt=batch_prompts,
+                generator=gen,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                **_sample_kwargs(pipe),
+            )
+        spec = torch.stack(state["spec"]).double().cpu()  # (S-1, K), summed over the batch
+        total = spec if total is None else total + spec
+        if b == 0:
+            timesteps = cap.timesteps
+            S = len(cap.x0)
+            idx = sorted({int(round(v)) for v in np.linspace(0, S - 1, max(1, min(n_snapshots, S)))})
+            snap_steps = idx
+            snaps_x = [cap.x_t[i][0].cpu() for i in idx]
+            snaps_0 = [cap.x0[i][0].cpu() for i in idx]
+        done += n
+        b += 1
+    assert total is not None
+    x0_snap = torch.stack(snaps_0)
+    x_snap = torch.stack(snaps_x)
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:  # latent model: decode the x̂0 snapshots for display
+        with torch.no_grad():
+            lat = x0_snap.to(dev, vae.dtype) / vae.config.scaling_factor
+            x0_snap = vae.decode(lat).sample.float().cpu()
+        x_snap = x_snap[:, :3]
+    return SpectraResult(
+        timesteps=np.asarray(timesteps, dtype=np.float64),
+        power=(total / n_samples).numpy(),
+        n_samples=n_samples,
+        snapshots={"x_t": x_snap.contiguous(), "x0": x0_snap.contiguous(), "steps": torch.tensor(snap_steps)},
+    )
+
+
+def spectra_frame(result: SpectraResult, model: str, num_train_timesteps: int) -> pd.DataFrame:
+    """One row per (step, k): the contract of ``results/spectra/{model}.parquet``.
+
+    ``step`` = k of the change x̂0(t_step) - x̂0(t_{step-1}) (1 … S-1), ``t`` its timestep,
+    ``t_frac = t/(T-1)`` (as in the guidance tables), ``k`` the radial frequency (cycles per
+    image), ``power`` the mean RAPSD over ``n_samples``.
+    """
+    S1, K = result.power.shape
+    steps = np.arange(1, S1 + 1)
+    ss, kk = np.meshgrid(steps, np.arange(K), indexing="ij")
+    t = result.timesteps[ss.ravel()]
+    return pd.DataFrame(
+        {
+            "model": model,
+            "step": ss.ravel().astype(np.int32),
+            "t": t,
+            "t_frac": t / (num_train_timesteps - 1),
+            "k": kk.ravel().astype(np.int32),
+            "power": result.power.ravel(),
+            "n_samples": np.int32(result.n_samples),
+        }
+    )[SPECTRA_COLUMNS]
+
+
+def save_snapshots(result: SpectraResult, path: str | os.PathLike) -> None:
+    """Write the x_t / x̂0 snapshots (and their steps and all timesteps) as safetensors."""
+    from safetensors.torch import save_file
+
+    from reschrom.io import atomic_path
+
+    data = {k: v.contiguous() for k, v in result.snapshots.items()}
+    data["timesteps"] = torch.as_tensor(result.timesteps)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(data, str(tmp))
