@@ -32,7 +32,7 @@ import hashlib
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -443,3 +443,158 @@ def pair_id(structure: str, texture: str) -> str:
     """A safe, stable id of a prompt pair: slug of the texture prompt + 8 hex of a hash of both."""
     h = hashlib.sha1(f"{structure}\x00{texture}".encode()).hexdigest()[:8]
     return f"{slugify(texture)}-{h}"
+
+
+# --------------------------------------------------------------------------------------
+# the η sweep (paper Fig. 7, 9) and its metrics
+# --------------------------------------------------------------------------------------
+
+COMPOSE_COLUMNS = [
+    "model",
+    "pair_id",
+    "structure",
+    "texture",
+    "weighting",
+    "eta",
+    "seed",
+    "m",
+    "resolution",
+    "energy_vs_structure",
+    "energy_vs_texture",
+    "share_vs_structure",
+    "share_vs_texture",
+]
+"""``results/compose/{model}/metrics.parquet``: one row per (pair, η, level m). ``energy_vs_*``
+is the band energy ‖(x_η - x_ref)^(m)‖² (eq. 19, images in [0, 1], summed over channels and
+pixels) of the composed image's difference from the pure structure-prompt image (η = 0) and from
+the pure texture-prompt image (η = 1); ``share_vs_*`` the same normalised over levels."""
+
+
+def sweep_etas(etas: Sequence[float]) -> list[float]:
+    """The η values a sweep renders: the configured ones plus the references 0 and 1, descending."""
+    return sorted({float(e) for e in etas} | {0.0, 1.0}, reverse=True)
+
+
+def eta_label(eta: float) -> str:
+    """File-name form of η (``eta_{label}.png``): Python's repr of the float, e.g. 0.8, 1.0."""
+    return str(float(eta))
+
+
+def _to_chw(images: Any) -> torch.Tensor:
+    """Pipeline ``np`` output (B, H, W, C) in [0, 1] → float64 (B, C, H, W)."""
+    if isinstance(images, torch.Tensor):
+        x = images.double()
+        return x if x.shape[1] in (1, 3, 4) else x.permute(0, 3, 1, 2)
+    return torch.from_numpy(np.asarray(images, dtype=np.float64)).permute(0, 3, 1, 2)
+
+
+def save_png(image: torch.Tensor, path: str) -> None:
+    """Write one (C, H, W) image in [0, 1] as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    from reschrom.io import atomic_path
+
+    arr = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def load_png(path: str) -> np.ndarray:
+    """An RGB PNG as a float array (H, W, C) in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def model_schedule_table(pipe: Any, kernel: int = 2, n_t: int = 200) -> Any:
+    """The theory table (eq. 16, 18) of the model's own schedule at its denoiser's resolution."""
+    from reschrom.schedules import schedule_from_diffusers
+    from reschrom.theory import theory_table
+
+    den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    res = int(den.config.sample_size)
+    return theory_table(schedule_from_diffusers(pipe.scheduler, name="model"), res, n_t, kernel)
+
+
+def compose_sweep(
+    pipe: Any,
+    pairs: Sequence[Mapping[str, str]],
+    etas: Sequence[float],
+    out_dir: str,
+    *,
+    model: str,
+    seed: int = 0,
+    guidance_scale: float = 7.5,
+    num_inference_steps: int = 50,
+    weighting: str = "heaviside",
+    width: float | None = None,
+    kernel: int = 2,
+    device: torch.device | str | None = None,
+    call_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
+    """Render every pair at every η of :func:`sweep_etas` with one seed; return the metrics.
+
+    Images go to ``{out_dir}/{pair_id}/eta_{η}.png``; every η of one pair starts from the same
+    initial noise (a generator seeded ``seed`` on ``device``). Returns the DataFrame of
+    :data:`COMPOSE_COLUMNS` (rows for the configured η and the references 0 and 1).
+    """
+    import os
+
+    import pandas as pd
+
+    from reschrom.pyramid import band_energies
+    from reschrom.schedules import schedule_from_diffusers
+    from reschrom.theory import level_resolutions, num_levels
+
+    dev = torch.device(device) if device is not None else pipe._execution_device
+    T = int(pipe.scheduler.config.get("num_train_timesteps", 1000))
+    den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    M = num_levels(int(den.config.sample_size), kernel)
+    schedule = schedule_from_diffusers(pipe.scheduler, name=model) if weighting == "bands" else None
+    extra = dict(call_kwargs or {})
+    rows = []
+    for pair in pairs:
+        s, x = str(pair["structure"]), str(pair["texture"])
+        pid = pair_id(s, x)
+        images: dict[float, torch.Tensor] = {}
+        for eta in sweep_etas(etas):
+            w = make_weights(weighting, eta, width, schedule, M, T, kernel)
+            composer = PromptComposer(pipe, [s, x], w, device=dev)
+            gen = torch.Generator(device=dev).manual_seed(int(seed))
+            out = composer(
+                generator=gen,
+                guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps,
+                output_type="np",
+                **extra,
+            )
+            img = _to_chw(out.images)[:1]
+            images[eta] = img
+            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
+        ref_s, ref_x = images[0.0], images[1.0]
+        res = level_resolutions(ref_s.shape[-1], kernel)
+        for eta, img in images.items():
+            es = band_energies(img - ref_s, kernel)[0].numpy()
+            ex = band_energies(img - ref_x, kernel)[0].numpy()
+            for m in range(len(es)):
+                rows.append(
+                    {
+                        "model": model,
+                        "pair_id": pid,
+                        "structure": s,
+                        "texture": x,
+                        "weighting": weighting,
+                        "eta": float(eta),
+                        "seed": int(seed),
+                        "m": m,
+                        "resolution": int(res[m]),
+                        "energy_vs_structure": float(es[m]),
+                        "energy_vs_texture": float(ex[m]),
+                        "share_vs_structure": float(es[m] / es.sum()) if es.sum() > 0 else 0.0,
+                        "share_vs_texture": float(ex[m] / ex.sum()) if ex.sum() > 0 else 0.0,
+                    }
+                )
+    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
