@@ -8,6 +8,11 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/theory.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/chromatography.smk"
+include: "rules/compose.smk"
+include: "rules/spectra.smk"
 
 
 rule all:

@@ -23,13 +23,20 @@ except ConfigError as err:
 
 
 def get_resources(group):
-    """Resources of a rule group from config['resources'], falling back to 'default'."""
+    """Resources of a rule group from config['resources'], falling back to 'default'.
+
+    Returns mem_mb, runtime (minutes) and, only when the group asks for GPUs, gpu: the
+    resource that snakemake-executor-plugin-slurm turns into `--gpus=N` and that the
+    local profile's global `gpu=1` limit counts. CPU rules declare no gpu at all, so
+    they never request one (not even `--gpus=0` or a `gpu_model` set elsewhere).
+    """
     res = dict(config["resources"].get("default", {}))
     res.update(config["resources"].get(group, {}))
     res.pop("threads", None)
     res.setdefault("mem_mb", 2000)
     res.setdefault("runtime", 20)
-    res.setdefault("gpu", 0)
+    if int(res.get("gpu", 0)) <= 0:
+        res.pop("gpu", None)
     return res
 
 
@@ -55,5 +62,19 @@ def get_theory_outputs():
     )
 
 
+def get_model_source(spec):
+    """A model's `source` as rule input when this workflow builds it (a folder under results/,
+    e.g. the toy model): the oracle is built in memory, hub ids are not files."""
+    source = str(spec["source"])
+    return [source] if source.startswith("results/") else []
+
+
 def get_final_outputs():
-    return get_theory_outputs()
+    return (
+        get_theory_outputs()
+        + get_data_outputs()
+        + get_training_outputs()
+        + get_chromatography_outputs()
+        + get_compose_outputs()
+        + get_spectra_outputs()
+    )

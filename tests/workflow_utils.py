@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,3 +42,49 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True)
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+@dataclass
+class PlannedJob:
+    """One job of a ``snakemake -n`` plan: its rule, outputs, wildcards and reason."""
+
+    rule: str
+    outputs: list[str] = field(default_factory=list)
+    wildcards: str = ""
+    reason: str = ""
+
+
+_RULE_LINE = re.compile(r"^(?:local)?rule (\S+):$")
+
+
+def plan(workdir: Path, *args: str, **kwargs) -> list[PlannedJob]:
+    """The jobs ``snakemake -n *args`` would run (empty when there is nothing to be done).
+
+    Pass targets, ``--configfile``s and e.g. ``--rerun-triggers mtime params input code``;
+    the target rule ``all`` (no outputs) is left out.
+    """
+    proc = snakemake(workdir, "-n", *args, **kwargs)
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():
+        m = _RULE_LINE.match(line)
+        if m:
+            current = PlannedJob(m.group(1))
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        if not line.startswith("    "):
+            current = None
+            continue
+        key, _, val = line.strip().partition(": ")
+        if key == "output":
+            current.outputs = val.split(", ")
+        elif key in ("wildcards", "reason"):
+            setattr(current, key, val)
+    return [j for j in jobs if j.rule != "all"]
+
+
+def planned_rules(workdir: Path, *args: str, **kwargs) -> Counter:
+    """How many jobs of each rule ``snakemake -n *args`` plans, e.g. ``{'theory_table': 1}``."""
+    return Counter(j.rule for j in plan(workdir, *args, **kwargs))

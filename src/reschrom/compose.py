@@ -28,16 +28,24 @@ or 1 reproduces the single-prompt images bitwise.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from reschrom.pairs import (  # noqa: F401  (re-exported)
+    eta_label,
+    expand_pairs,
+    find_pair,
+    pair_id,
+    pair_ids,
+    slugify,
+    sweep_etas,
+)
 
 WeightFn = Callable[[float], float]
 """w_i(t_frac): a prompt's weight at ``t_frac = t / T`` (0 = data, 1 = noise)."""
@@ -126,8 +134,9 @@ def sigmoid_weights(eta: float, width: float = 0.05) -> list[WeightFn]:
 class BandWeight:
     """w(t) = Σ_{m∈S} r_m(t): the share of the levels S in the signal generated at t (eq. 18).
 
-    ``t_frac`` (= t/T) is mapped to the schedule's own time through the native timestep
-    t = t_frac·T, so a discrete schedule of T steps is evaluated at step t exactly.
+    ``t_frac`` (= t/T) of a discrete schedule (a diffusers ``alphas_cumprod`` table, T steps) is
+    mapped to the table's step t = t_frac·T, so step t is evaluated exactly; a continuous
+    schedule is evaluated at ``t_frac`` itself.
     """
 
     schedule: Any  # reschrom.schedules.Schedule
@@ -139,7 +148,11 @@ class BandWeight:
     def __call__(self, t_frac: float) -> float:
         from reschrom.theory import chromatography
 
-        s = float(self.schedule.t_frac_from_native(t_frac * self.num_train_timesteps))
+        from reschrom.schedules import DiscreteSchedule
+
+        s = t_frac
+        if isinstance(self.schedule, DiscreteSchedule):
+            s = float(self.schedule.t_frac_from_native(t_frac * self.num_train_timesteps))
         r = chromatography(self.schedule, np.clip(s, 0.0, 1.0), self.num_levels, self.kernel)
         return float(r[list(self.levels)].sum())
 
@@ -199,9 +212,12 @@ def make_weights(
 
         if schedule is None or num_levels is None:
             raise ValueError("bands weighting needs the model's schedule and num_levels")
+        from reschrom.schedules import DiscreteSchedule
+
         peaks = peak_times(schedule, num_levels, kernel)  # schedule t_frac, descending in m
-        peaks_paper = schedule.native_t(peaks) / num_train_timesteps
-        split = int(np.sum(peaks_paper < _check_eta(eta)))  # fine levels peak after ηT
+        if isinstance(schedule, DiscreteSchedule):
+            peaks = schedule.native_t(peaks) / num_train_timesteps  # as t/T
+        split = int(np.sum(peaks < _check_eta(eta)))  # fine levels peak after ηT
         return band_weights(
             schedule, split_levels(num_levels, split), num_levels, num_train_timesteps, kernel
         )
@@ -269,7 +285,8 @@ class PromptComposer:
     """Eq. 6 with time-dependent weights on an unmodified diffusers CFG pipeline.
 
     ``prompts[i]`` is weighted by ``weights[i](t/T)``; prompts whose |weight| ≤ ``prune_below``
-    at a step are not evaluated. Call it like the pipeline, minus the prompt arguments:
+    at a step are not evaluated (a negative ``prune_below`` evaluates every prompt at every step:
+    the naive composition, for comparison). Call it like the pipeline, minus the prompt arguments:
     ``composer(generator=g, guidance_scale=7.5, num_inference_steps=50, output_type="np")``.
     ``records`` lists, per denoiser call of the last run, the active prompts and batch rows.
     """
@@ -429,23 +446,6 @@ class PromptComposer:
 
 
 # --------------------------------------------------------------------------------------
-# pair ids
-# --------------------------------------------------------------------------------------
-
-
-def slugify(text: str, max_len: int = 40) -> str:
-    """Lower-case ASCII slug: words joined by '-', at most ``max_len`` characters."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:max_len].rstrip("-") or "prompt"
-
-
-def pair_id(structure: str, texture: str) -> str:
-    """A safe, stable id of a prompt pair: slug of the texture prompt + 8 hex of a hash of both."""
-    h = hashlib.sha1(f"{structure}\x00{texture}".encode()).hexdigest()[:8]
-    return f"{slugify(texture)}-{h}"
-
-
-# --------------------------------------------------------------------------------------
 # the η sweep (paper Fig. 7, 9) and its metrics
 # --------------------------------------------------------------------------------------
 
@@ -468,16 +468,6 @@ COMPOSE_COLUMNS = [
 is the band energy ‖(x_η - x_ref)^(m)‖² (eq. 19, images in [0, 1], summed over channels and
 pixels) of the composed image's difference from the pure structure-prompt image (η = 0) and from
 the pure texture-prompt image (η = 1); ``share_vs_*`` the same normalised over levels."""
-
-
-def sweep_etas(etas: Sequence[float]) -> list[float]:
-    """The η values a sweep renders: the configured ones plus the references 0 and 1, descending."""
-    return sorted({float(e) for e in etas} | {0.0, 1.0}, reverse=True)
-
-
-def eta_label(eta: float) -> str:
-    """File-name form of η (``eta_{label}.png``): Python's repr of the float, e.g. 0.8, 1.0."""
-    return str(float(eta))
 
 
 def _to_chw(images: Any) -> torch.Tensor:
@@ -598,3 +588,100 @@ def compose_sweep(
                     }
                 )
     return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------
+# config glue: models and prompt pairs
+# --------------------------------------------------------------------------------------
+
+
+SAMPLERS = ("default", "ddpm", "ddim")
+
+
+def build_pipeline(spec: Mapping[str, Any], device: str | torch.device = "auto") -> Any:
+    """A CFG pipeline from a model's config entry.
+
+    ``source: oracle`` builds :func:`reschrom.oracle.build_oracle_pipeline` (``resolution``,
+    ``concepts``, ``sampler``); any other ``source`` is a local pipeline folder or a hub id for
+    :func:`reschrom.pipelines.load_pipeline` (``dtype``). ``sampler`` ``ddim``/``ddpm`` swaps the
+    pipeline's scheduler for that class built from its own config (``default`` keeps it).
+    """
+    from reschrom.pipelines import load_pipeline, resolve_device
+
+    dev = resolve_device(device)
+    source = str(spec["source"])
+    sampler = spec.get("sampler", "default")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
+    if source == "oracle":
+        from reschrom.oracle import build_oracle_pipeline
+
+        return build_oracle_pipeline(
+            resolution=int(spec.get("resolution", 32)),
+            concepts=spec.get("concepts"),
+            sampler="ddpm" if sampler == "default" else sampler,
+            device=dev,
+        )
+    pipe = load_pipeline(source, device=dev, dtype=spec.get("dtype", "auto"))
+    if sampler != "default":
+        import diffusers
+
+        cls = {"ddim": diffusers.DDIMScheduler, "ddpm": diffusers.DDPMScheduler}[sampler]
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    return pipe
+
+
+def run_compose_pair(
+    spec: Mapping[str, Any],
+    pair: Mapping[str, str],
+    *,
+    model: str,
+    etas: Sequence[float],
+    out_dir: str,
+    metrics_out: str,
+    theory_out: str,
+    seed: int = 0,
+    weighting: str = "heaviside",
+    width: float | None = None,
+    kernel: int = 2,
+    device: str = "auto",
+) -> None:
+    """Rule glue for one pair: images ``{out_dir}/eta_{η}.png``, its metrics and the model's
+    theoretical chromatography (the strip of Fig. 7)."""
+    import os
+    import shutil
+    import tempfile
+
+    from reschrom.io import write_parquet
+
+    pipe = build_pipeline(spec, device)
+    pid = pair_id(pair["structure"], pair["texture"])
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_dir)) or ".") as tmp:
+        df = compose_sweep(
+            pipe,
+            [pair],
+            etas,
+            tmp,
+            model=model,
+            seed=seed,
+            guidance_scale=float(spec.get("guidance_scale", 7.5)),
+            num_inference_steps=int(spec.get("num_inference_steps", 50)),
+            weighting=weighting,
+            width=width,
+            kernel=kernel,
+        )
+        os.makedirs(out_dir, exist_ok=True)
+        for name in os.listdir(os.path.join(tmp, pid)):
+            shutil.move(os.path.join(tmp, pid, name), os.path.join(out_dir, name))
+    write_parquet(model_schedule_table(pipe, kernel), theory_out)
+    write_parquet(df, metrics_out)
+
+
+def aggregate_compose(metrics_in: Sequence[str], metrics_out: str) -> None:
+    """Concatenate the per-pair metrics of one model into ``results/compose/{model}/metrics.parquet``."""
+    import pandas as pd
+
+    from reschrom.io import read_parquet, write_parquet
+
+    df = pd.concat([read_parquet(p) for p in metrics_in], ignore_index=True)
+    write_parquet(df[COMPOSE_COLUMNS], metrics_out)

@@ -106,3 +106,48 @@ def _check_semantics(config: Mapping[str, Any]) -> None:
             build_schedule(name, spec)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config key 'schedules.{name}': {str(e).splitlines()[0]}") from None
+    _check_data_and_training(config)
+
+
+def _check_data_and_training(config: Mapping[str, Any]) -> None:
+    """Cross-field rules of the data, models and training sections (issue 3)."""
+    data = config.get("data")
+    if data:
+        kind = data.get("kind", "shapes")
+        if kind == "imagefolder":
+            path = data.get("path")
+            if not path:
+                raise ConfigError("config key 'data.path': required when data.kind is imagefolder")
+            # existence is checked when the dataset is prepared (the folder may live on the
+            # cluster only), with an error naming it
+        if kind == "hf" and not data.get("hf", {}).get("name"):
+            raise ConfigError("config key 'data.hf.name': required when data.kind is hf")
+    train = config.get("training")
+    if not train or not data:
+        return
+    name = train.get("schedule", "linear")
+    schedules = config.get("schedules", {})
+    if name not in schedules:
+        raise ConfigError(f"config key 'training.schedule': {name!r} is not defined under 'schedules'; defined: {', '.join(sorted(schedules))}")
+    if schedules[name].get("type") not in ("ddpm", "cosine", "diffusers"):
+        raise ConfigError(f"config key 'training.schedule': {name!r} has type {schedules[name].get('type')!r}; training needs a DDPM schedule (type ddpm or cosine)")
+    res = int(data.get("resolution", 32))
+    k = int(config.get("kernel", 2))
+    max_levels = int(round(math.log(res, k))) + 1
+    M = int(train.get("num_levels", 2))
+    if M > max_levels:
+        raise ConfigError(f"config key 'training.num_levels': {M} levels need a resolution of at least {k ** (M - 1)}, data.resolution is {res}")
+    models = config.get("models", {})
+    if not models:  # no models configured: the workflow trains nothing
+        return
+    needed = ["lowres", "residual", "t2i"] + [f"level_{m}" for m in range(M)]
+    for m in needed:
+        if m not in models and not (m.startswith("level_") and "level" in models):
+            raise ConfigError(f"config key 'models.{m}': missing (give models.{'level' if m.startswith('level_') else m})")
+    lvl = int(models.get("t2i", {}).get("level", 0))
+    if lvl >= max_levels - 2:
+        raise ConfigError(f"config key 'models.t2i.level': {lvl} leaves images of {res // k ** lvl} px; use a level below {max_levels - 2}")
+    for m, block in models.items():
+        bs = int({**train, **block.get("train", {})}.get("batch_size", 32))
+        if data.get("kind", "shapes") == "shapes" and bs > int(data.get("num_train", 4000)):
+            raise ConfigError(f"config key 'models.{m}': batch size {bs} exceeds data.num_train {data.get('num_train')}")

@@ -189,13 +189,12 @@ def classify_shapes(images: torch.Tensor | np.ndarray) -> tuple[list[str], list[
     pal = np.asarray([COLOURS[c] for c in names], dtype=np.float64)
     pal_chroma = pal / pal.sum(1, keepdims=True)
     colours, shapes = [], []
-    r = x.shape[-1]
     for img in x:
         border = np.concatenate([img[:, 0], img[:, -1], img[:, :, 0], img[:, :, -1]], axis=1)
         bg_est = np.median(border, axis=1)
         bg = min(BACKGROUNDS.values(), key=lambda b: np.abs(np.asarray(b) - bg_est).sum())
         diff = np.abs(img - np.asarray(bg, dtype=np.float64)[:, None, None]).sum(0)
-        mask = diff > 90.0
+        mask = diff > 75.0
         if mask.sum() < 2:
             colours.append("none")
             shapes.append("none")
@@ -205,35 +204,36 @@ def classify_shapes(images: torch.Tensor | np.ndarray) -> tuple[list[str], list[
         mean = bright.mean(0)
         chroma = mean / max(mean.sum(), 1e-6)
         colours.append(names[int(np.argmin(((pal_chroma - chroma) ** 2).sum(1)))])
-        # shape: closing of the texture holes by a 3×3 max filter of the coarse coverage
-        ys, xs = np.nonzero(mask)
-        cy, cx = (ys.min() + ys.max() + 1) / 2 / r, (xs.min() + xs.max() + 1) / 2 / r
-        half = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / 2 / r
-        cov = _fill(mask)
-        best, best_iou = "none", -1.0
-        for s in SHAPES:
-            size = half / (0.85 if s == "square" else (1.1 if s == "diamond" else 1.0))
-            cyy = cy + (0.075 * size if s == "triangle" else 0.0)
-            t = shape_mask(s, cx, cyy, size, r, 2) > 0.5
-            iou = (t & cov).sum() / max((t | cov).sum(), 1)
-            if iou > best_iou:
-                best, best_iou = s, iou
-        shapes.append(best)
+        shapes.append(_classify_mask(mask))
     return colours, shapes
 
 
-def _fill(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes a texture punches into a foreground mask (row and column spans)."""
-    out = mask.copy()
-    for rows in (out, out.T):
-        for row in rows:
-            idx = np.nonzero(row)[0]
-            if len(idx) >= 2:
-                gaps = np.diff(idx)
-                for a, g in zip(idx[:-1], gaps):
-                    if 1 < g <= 3:
-                        row[a : a + g] = True
-    return out
+def _classify_mask(mask: np.ndarray) -> str:
+    """Shape of a foreground mask from two scale-free features of its largest component.
+
+    fill = area / bounding-box area (square ≈ 1, circle ≈ π/4, triangle and diamond ≈ ½) and
+    top = share of the area in the upper half of the box (triangle ≈ ¼, others ≈ ½).
+    """
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return "none"
+    sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
+    comp = ndimage.binary_fill_holes(lab == (int(np.argmax(sizes)) + 1))
+    ys, xs = np.nonzero(comp)
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    area = comp.sum()
+    fill = area / float(h * w)
+    mid = (ys.min() + ys.max()) / 2.0
+    top = (np.sum(ys < mid) + 0.5 * np.sum(ys == mid)) / float(area)
+    if top < 0.4:
+        return "triangle"
+    if fill > 0.88:
+        return "square"
+    if fill > 0.66:
+        return "circle"
+    return "diamond"
 
 
 def caption_factors(caption: str) -> tuple[str | None, str | None]:
@@ -368,6 +368,7 @@ def load_hf(
     image_column: str = "image",
     caption_column: str | None = "text",
     limit: int | None = None,
+    cache_dir: str | None = None,
 ) -> tuple[torch.Tensor, pd.DataFrame]:
     """A Hugging Face dataset via ``datasets.load_dataset(name, split=..., data_dir=...)``.
 
@@ -379,6 +380,8 @@ def load_hf(
 
     check_resolution(resolution, "data.resolution")
     kw: dict[str, Any] = {"split": split}
+    if cache_dir:
+        kw["cache_dir"] = cache_dir
     if data_dir:
         if not Path(data_dir).exists():
             raise FileNotFoundError(f"data.hf.data_dir: {data_dir} does not exist")

@@ -8,8 +8,10 @@ measured first (:func:`clip_fraction`), then x is clamped to [-1, 1] like a save
   the data's (dB, RMS over frequencies k ≥ 1);
 - band energy ratio per level m: E‖g^(m)‖² of samples over that of data, g^(m) the bands of
   eq. 19 (``reschrom.pyramid.band_energies``): 1 is right, > 1 excess, < 1 missing energy;
-- residual noise: the finest band's excess, energy_ratio_m0 - 1 (> 0: high-frequency noise
-  left in the samples, as without time adjustment; < 0: over-smoothed);
+- residual noise: the high-frequency excess, E‖g^(0)‖² + E‖g^(1)‖² of samples over that of the
+  data, minus 1: the two finest bands, i.e. the residual model's own band (m = 0) and the
+  finest band of a half-resolution model (m = 1), where a low-res model that is asked at the
+  wrong time leaves its noise (> 0: noise left in the samples; < 0: over-smoothed);
 - diversity: mean pairwise RMS distance between distinct samples over that of the data;
 - pixel mean and std (over all samples, channels and pixels) and their data counterparts.
 """
@@ -71,7 +73,7 @@ def sample_metrics(x: torch.Tensor, data: torch.Tensor, kernel: int = 2) -> dict
         "n_samples": len(x),
         "clip_fraction": clipped,
         "lsd_db": float(spectra.log_spectral_distance(mean_rapsd(x), mean_rapsd(data))),
-        "residual_noise": float(ratio[0] - 1.0),
+        "residual_noise": float(e_x[:2].sum() / e_d[:2].sum().clamp_min(1e-300) - 1.0),
         "diversity": div_x / div_d,
         "pairwise_distance": div_x,
         "pixel_mean": float(x.mean()),

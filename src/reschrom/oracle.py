@@ -158,11 +158,30 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
 
             alphas_cumprod = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.tolist()
         ac = torch.tensor(alphas_cumprod, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+        # The one buffer: sets the module's dtype/device (float64 by default, see
+        # build_oracle_pipeline). The physics stays float64 in plain attributes, moved to the
+        # sample's device on first use, untouched by .to(dtype).
         self.register_buffer("_anchor", torch.zeros(1, dtype=torch.float32), persistent=False)
-        self.register_buffer("mu", torch.from_numpy(mu), persistent=False)  # (K, C, R, R)
-        self.register_buffer("mu_hat", torch.fft.fft2(torch.from_numpy(mu), norm="ortho"), persistent=False)
-        self.register_buffer("spectrum", torch.from_numpy(S), persistent=False)  # (K, C, R, R)
-        self.register_buffer("log_snr_table", torch.log(ac) - torch.log1p(-ac), persistent=False)
+        w = torch.full((R // 2 + 1,), 2.0, dtype=torch.float64)
+        w[0] = 1.0
+        if R % 2 == 0:
+            w[-1] = 1.0
+        self._host = {
+            "mu": torch.from_numpy(mu),  # (K, C, R, R)
+            "mu_hat": torch.fft.rfft2(torch.from_numpy(mu), norm="ortho"),  # (K, C, R, R//2+1)
+            "spectrum": torch.from_numpy(np.ascontiguousarray(S[..., : R // 2 + 1])),
+            "spectrum_full": torch.from_numpy(S),
+            "hermitian_weight": w,  # counts each rfft column as its Hermitian pair(s)
+            "log_snr": torch.log(ac) - torch.log1p(-ac),
+        }
+        self._cache: dict[str, dict[str, torch.Tensor]] = {}
+
+    def physics(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The float64 tables (means, spectra, log-SNR table) on ``device`` (cached)."""
+        dev = str(torch.device(device) if device is not None else self._anchor.device)
+        if dev not in self._cache:
+            self._cache[dev] = {k: v.to(dev) for k, v in self._host.items()}
+        return self._cache[dev]
 
     @property
     def concept_names(self) -> list[str]:
@@ -173,9 +192,11 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
         return len(self.concepts)
 
     # -- schedule ------------------------------------------------------------------------
-    def alpha_bar(self, timestep: torch.Tensor | float | int, batch: int) -> torch.Tensor:
+    def alpha_bar(
+        self, timestep: torch.Tensor | float | int, batch: int, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """ᾱ at a (possibly fractional) DDPM step, shape (B,), float64."""
-        ls = self.log_snr_table.to(torch.float64)
+        ls = self.physics(device)["log_snr"]
         t = torch.as_tensor(timestep, device=ls.device).to(torch.float64).reshape(-1)
         if t.numel() == 1:
             t = t.expand(batch)
@@ -187,15 +208,21 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
 
     # -- the exact posterior ---------------------------------------------------------------
     def _terms(self, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per concept: R_k = F(x - √ᾱ μ_k), v_k, log N(x; √ᾱ μ_k, V_k). Shapes (B, K, C, R, R)×2, (B, K)."""
+        """Per concept: R_k = F(x - √ᾱ μ_k) (real FFT half-plane), v_k, log N(x; √ᾱ μ_k, V_k).
+
+        Shapes (B, K, C, R, R//2+1) twice and (B, K). Sums over the full spectrum are taken on
+        the half-plane with each column weighted by its number of Hermitian partners (exact).
+        """
+        ph = self.physics(x.device)
         x = x.to(torch.float64)
-        a4 = a.reshape(-1, 1, 1, 1, 1)
-        xh = torch.fft.fft2(x, norm="ortho")[:, None]  # (B, 1, C, R, R)
-        Rk = xh - a4.sqrt() * self.mu_hat.to(torch.complex128)[None]
-        v = a4 * self.spectrum.to(torch.float64)[None] + (1 - a4)
-        n = x[0].numel()
-        ll = -0.5 * ((Rk.abs() ** 2) / v).sum(dim=(2, 3, 4)) - 0.5 * torch.log(v).sum(dim=(2, 3, 4))
-        ll = ll - 0.5 * n * math.log(2 * math.pi)
+        a4 = a.to(x.device).reshape(-1, 1, 1, 1, 1)
+        xh = torch.fft.rfft2(x, norm="ortho")[:, None]  # (B, 1, C, R, R//2+1)
+        Rk = xh - a4.sqrt() * ph["mu_hat"][None]
+        v = a4 * ph["spectrum"][None] + (1 - a4)
+        wgt = ph["hermitian_weight"]
+        quad = ((Rk.real.square() + Rk.imag.square()) / v * wgt).sum(dim=(2, 3, 4))
+        logdet = (torch.log(v) * wgt).sum(dim=(2, 3, 4))
+        ll = -0.5 * quad - 0.5 * logdet - 0.5 * x[0].numel() * math.log(2 * math.pi)
         return Rk, v, ll
 
     def concept_posterior(
@@ -220,7 +247,9 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
         Rk, v, ll = self._terms(x_t, alpha_bar)
         p = self._posterior(ll, weights)[:, :, None, None, None]
         a4 = alpha_bar.reshape(-1, 1, 1, 1)
-        eps = torch.fft.ifft2((p * Rk / v).sum(1), norm="ortho").real * (1 - a4).sqrt()
+        R = x_t.shape[-1]
+        a4 = a4.to(x_t.device)
+        eps = torch.fft.irfft2((p * Rk / v).sum(1), s=(R, R), norm="ortho") * (1 - a4).sqrt()
         x0 = (x_t.to(torch.float64) - (1 - a4).sqrt() * eps) / a4.sqrt()
         return eps, x0
 
@@ -232,7 +261,7 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
         return_dict: bool = True,
         **kwargs: Any,
     ) -> UNet2DOutput | tuple[torch.Tensor]:
-        a = self.alpha_bar(timestep, sample.shape[0])
+        a = self.alpha_bar(timestep, sample.shape[0], sample.device)
         eps, _ = self.eps_and_x0(sample, a, encoder_hidden_states)
         eps = eps.to(sample.dtype)
         return UNet2DOutput(sample=eps) if return_dict else (eps,)
@@ -242,14 +271,14 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
         self, n: int, generator: torch.Generator | None = None, weights: Sequence[float] | None = None
     ) -> torch.Tensor:
         """n exact draws of x0 from the mixture (restricted to ``weights`` if given), float64."""
+        ph = self.physics()
         K = self.num_concepts
         w = torch.ones(K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         k = torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
-        z = torch.randn((n, *self.mu.shape[1:]), generator=generator, dtype=torch.float64)
-        z = z.to(self.mu.device)
-        k = k.to(self.mu.device)
-        tex = torch.fft.ifft2(self.spectrum[k].to(torch.float64).sqrt() * torch.fft.fft2(z, norm="ortho"), norm="ortho")
-        return self.mu[k].to(torch.float64) + tex.real
+        z = torch.randn((n, *ph["mu"].shape[1:]), generator=generator, dtype=torch.float64)
+        z, k = z.to(ph["mu"].device), k.to(ph["mu"].device)
+        tex = torch.fft.ifft2(ph["spectrum_full"][k].sqrt() * torch.fft.fft2(z, norm="ortho"), norm="ortho")
+        return ph["mu"][k] + tex.real
 
 
 # --------------------------------------------------------------------------------------
@@ -390,12 +419,15 @@ def build_oracle_pipeline(
     scheduler: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     f0: float = 1.0,
+    dtype: torch.dtype = torch.float64,
 ) -> OraclePipeline:
     """An :class:`OraclePipeline` at ``resolution`` with the named concepts (default: all six).
 
     ``concepts`` are names from :data:`CONCEPT_LIBRARY` or dicts of :class:`Concept` fields;
     ``sampler`` "ddpm" (IF-like ancestral, ``DDPMScheduler``) or "ddim" (``DDIMScheduler``, η=0);
     ``scheduler`` overrides :data:`ORACLE_SCHEDULER_DEFAULTS` (e.g. ``beta_schedule``).
+    ``dtype`` is the pipeline's working dtype (float64 by default, so that the CFG term
+    g = ε_c − ε_u stays resolvable long after the concept posterior has nearly collapsed).
     """
     from dataclasses import asdict
 
@@ -432,4 +464,5 @@ def build_oracle_pipeline(
     )
     pipe = OraclePipeline(unet=unet, scheduler=sched)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(torch.device(device))
+    unet._anchor = torch.zeros(1, dtype=dtype, device=torch.device(device))
+    return pipe

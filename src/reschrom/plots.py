@@ -18,7 +18,7 @@ from reschrom.io import read_parquet, save_figure  # noqa: E402
 
 def _pivot_r(df: pd.DataFrame, value: str = "r") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(matrix rows = levels coarse→fine top→bottom… , t_frac descending, resolutions)."""
-    piv = df.pivot_table(index="resolution", columns="t_frac", values=value)
+    piv = df.pivot_table(index="resolution", columns="t_frac", values=value, dropna=False)
     piv = piv.sort_index(ascending=True)  # 1×1 first row … R×R last
     piv = piv[sorted(piv.columns, reverse=True)]  # T → 0 from left to right
     return piv.to_numpy(), np.asarray(piv.columns), np.asarray(piv.index)

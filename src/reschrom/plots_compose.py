@@ -108,7 +108,8 @@ def plot_x0_spectra(
     table: str | os.PathLike, snapshots: str | os.PathLike, out: str | os.PathLike, dpi: int = 110
 ) -> None:
     """Fig. 1: x_t and x̂0 snapshots of one trajectory (top), and the mean RAPSD of the x̂0 change
-    per step as a frequency × time heatmap (log power, and normalised per frequency over time)."""
+    per step as a frequency × time heatmap (log power, and its distribution over frequencies per
+    step with the power-weighted mean frequency, which rises as t → 0: coarse to fine)."""
     from safetensors.torch import load_file
 
     df = read_parquet(table)
@@ -145,12 +146,14 @@ def plot_x0_spectra(
            title=f"log10 RAPSD of x̂0(t_k) − x̂0(t_k-1), N = {n}")
     fig.colorbar(im, ax=ax)
     ax = fig.add_subplot(bottom[1])
-    Pn = P / np.maximum(P.sum(axis=1, keepdims=True), 1e-30)
-    im = ax.imshow(Pn, aspect="auto", origin="lower", cmap="viridis", extent=extent, interpolation="nearest")
+    Pn = P / np.maximum(P.sum(axis=0, keepdims=True), 1e-30)  # spectral distribution per step
+    im = ax.imshow(np.log10(np.maximum(Pn, 1e-20)), aspect="auto", origin="lower", cmap="viridis",
+                   extent=extent, interpolation="nearest")
     ax.set(xlabel="t / T  (noise → data)", ylabel="frequency k",
-           title="same, normalised over time per frequency")
-    peak = t[np.argmax(Pn, axis=1)]
-    ax.plot(peak, k, "c.", ms=4)
+           title="log10 share of each frequency per step")
+    mean_k = (k[:, None] * Pn).sum(0)
+    ax.plot(t, mean_k, "w-", lw=1.2, label="power-weighted mean k")
+    ax.legend(fontsize=7, loc="upper left")
     fig.colorbar(im, ax=ax)
     fig.suptitle(f"coarse-to-fine generation — {model}", fontsize=11)
     save_figure(fig, out, dpi)

@@ -111,15 +111,23 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             pipe(prompt, guidance_scale=7.0, ...)
         res = probe.result()
 
-    ``kernel`` is the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps float16
-    copies of x_t, ε_uncond and ε_cond (for :meth:`save_tensors`). The denoiser must be called
-    with a CFG batch [uncond, cond] (guidance scale > 1); an odd batch raises.
+    ``kernel`` is the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps copies of
+    x_t, ε_uncond and ε_cond in ``tensor_dtype`` (float16 by default, for :func:`save_tensors`).
+    The denoiser must be called with a CFG batch [uncond, cond] (guidance scale > 1); an odd
+    batch raises.
     """
 
-    def __init__(self, denoiser: torch.nn.Module, kernel: int = 2, keep_tensors: bool = False) -> None:
+    def __init__(
+        self,
+        denoiser: torch.nn.Module,
+        kernel: int = 2,
+        keep_tensors: bool = False,
+        tensor_dtype: torch.dtype = torch.float16,
+    ) -> None:
         self.denoiser = denoiser
         self.kernel = int(kernel)
         self.keep_tensors = bool(keep_tensors)
+        self.tensor_dtype = tensor_dtype
         self._handle: Any = None
         self._t: list[torch.Tensor] = []
         self._e: list[torch.Tensor] = []
@@ -177,9 +185,9 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         t = timestep if isinstance(timestep, torch.Tensor) else torch.tensor(timestep)
         self._t.append(t.detach().reshape(-1)[:1].to(e.device, torch.float64))
         if self.keep_tensors:
-            self._x.append(sample[: n // 2].detach().to(torch.float16).clone())
-            self._u.append(eps_uncond.detach().to(torch.float16).clone())
-            self._c.append(eps_cond.detach().to(torch.float16).clone())
+            self._x.append(sample[: n // 2].detach().to(self.tensor_dtype).clone())
+            self._u.append(eps_uncond.detach().to(self.tensor_dtype).clone())
+            self._c.append(eps_cond.detach().to(self.tensor_dtype).clone())
 
     # -- results --------------------------------------------------------------------------
     def result(self) -> ProbeResult:

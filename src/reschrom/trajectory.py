@@ -229,3 +229,37 @@ def save_snapshots(result: SpectraResult, path: str | os.PathLike) -> None:
     data["timesteps"] = torch.as_tensor(result.timesteps)
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(data, str(tmp))
+
+
+def run_spectra(
+    spec: dict[str, Any],
+    *,
+    model: str,
+    table_out: str,
+    snapshots_out: str,
+    n_samples: int = 16,
+    batch_size: int = 8,
+    seed: int = 0,
+    n_snapshots: int = 6,
+    device: str = "auto",
+) -> None:
+    """Rule glue: build the model from its config entry, run :func:`x0_spectra`, write the
+    table (:data:`SPECTRA_COLUMNS`) and the snapshots."""
+    from reschrom.compose import build_pipeline
+    from reschrom.io import write_parquet
+
+    pipe = build_pipeline(spec, device)
+    prompts = list(spec.get("prompts") or [""])
+    res = x0_spectra(
+        pipe,
+        prompts,
+        n_samples=n_samples,
+        batch_size=batch_size,
+        seed=seed,
+        num_inference_steps=int(spec.get("num_inference_steps", 50)),
+        guidance_scale=float(spec.get("guidance_scale", 4.0)),
+        n_snapshots=n_snapshots,
+    )
+    T = int(pipe.scheduler.config.get("num_train_timesteps", 1000))
+    write_parquet(spectra_frame(res, model, T), table_out)
+    save_snapshots(res, snapshots_out)

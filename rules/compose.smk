@@ -1,0 +1,151 @@
+# Time-dependent prompt composing (paper §4.3, eq. 6 and 25, Fig. 7 and 9).
+
+
+from reschrom.pairs import eta_label, find_pair, model_constraint, pair_ids, sweep_etas
+
+COMPOSE_MODELS = model_constraint(config["compose"]["models"])
+
+
+def get_compose_spec(model):
+    """The config entry of a composing model (source, sampler, pairs, guidance)."""
+    return config["compose"]["models"][model]
+
+
+def get_compose_etas():
+    return sweep_etas(config["compose"]["etas"])
+
+
+def get_compose_pair_images(model):
+    return expand(
+        "results/compose/{model}/{pair_id}/eta_{eta}.png",
+        model=model,
+        pair_id=pair_ids(get_compose_spec(model)),
+        eta=[eta_label(e) for e in get_compose_etas()],
+    )
+
+
+def get_compose_outputs():
+    models = list(config["compose"]["models"])
+    return (
+        expand("results/compose/{model}/metrics.parquet", model=models)
+        + expand("results/figures/compose_{model}.png", model=models)
+        + expand("results/figures/compose_pairs_{model}.png", model=models)
+    )
+
+
+rule compose_pair:
+    input:
+        lambda wc: get_model_source(get_compose_spec(wc.model)),
+    output:
+        images=expand(
+            "results/compose/{{model}}/{{pair_id}}/eta_{eta}.png",
+            eta=[eta_label(e) for e in get_compose_etas()],
+        ),
+        metrics="results/compose/{model}/{pair_id}/metrics.parquet",
+        theory="results/compose/{model}/{pair_id}/theory.parquet",
+    log:
+        "results/logs/compose_pair/{model}/{pair_id}.log",
+    benchmark:
+        "results/benchmarks/compose_pair/{model}/{pair_id}.tsv"
+    wildcard_constraints:
+        model=COMPOSE_MODELS,
+        pair_id="[a-z0-9-]+",
+    params:
+        spec=lambda wc: get_compose_spec(wc.model),
+        pair=lambda wc: find_pair(get_compose_spec(wc.model), wc.pair_id),
+        etas=config["compose"]["etas"],
+        seed=config["compose"]["seed"],
+        weighting=config["compose"]["weighting"],
+        width=config["compose"]["width"],
+        kernel=config["kernel"],
+        device=config["device"],
+    threads: get_threads("sample")
+    resources:
+        **get_resources("sample"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/compose_pair.py"
+
+
+rule compose_metrics:
+    input:
+        lambda wc: expand(
+            "results/compose/{model}/{pair_id}/metrics.parquet",
+            model=wc.model,
+            pair_id=pair_ids(get_compose_spec(wc.model)),
+        ),
+    output:
+        "results/compose/{model}/metrics.parquet",
+    log:
+        "results/logs/compose_metrics/{model}.log",
+    wildcard_constraints:
+        model=COMPOSE_MODELS,
+    threads: get_threads("aggregate")
+    resources:
+        **get_resources("aggregate"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/compose_metrics.py"
+
+
+rule plot_compose_grid:
+    input:
+        metrics="results/compose/{model}/metrics.parquet",
+        theory=lambda wc: expand(
+            "results/compose/{model}/{pair_id}/theory.parquet",
+            model=wc.model,
+            pair_id=pair_ids(get_compose_spec(wc.model))[0],
+        ),
+        images=lambda wc: get_compose_pair_images(wc.model),
+    output:
+        report(
+            "results/figures/compose_{model}.png",
+            caption="../report/compose_grid.rst",
+            category="Prompt composing (§4.3)",
+            labels={"figure": "prompt switch at ηT (Fig. 7)", "model": "{model}"},
+        ),
+    log:
+        "results/logs/plot_compose_grid/{model}.log",
+    wildcard_constraints:
+        model=COMPOSE_MODELS,
+    params:
+        compose_dir=lambda wc: f"results/compose/{wc.model}",
+        etas=config["compose"]["etas"],
+        dpi=config["figures"]["dpi"],
+    threads: get_threads("plot")
+    resources:
+        **get_resources("plot"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/plot_compose_grid.py"
+
+
+rule plot_compose_pairs:
+    input:
+        metrics="results/compose/{model}/metrics.parquet",
+        images=lambda wc: get_compose_pair_images(wc.model),
+    output:
+        report(
+            "results/figures/compose_pairs_{model}.png",
+            caption="../report/compose_pairs.rst",
+            category="Prompt composing (§4.3)",
+            labels={"figure": "all prompt pairs (Fig. 9)", "model": "{model}"},
+        ),
+    log:
+        "results/logs/plot_compose_pairs/{model}.log",
+    wildcard_constraints:
+        model=COMPOSE_MODELS,
+    params:
+        compose_dir=lambda wc: f"results/compose/{wc.model}",
+        etas=config["compose"]["etas"],
+        dpi=config["figures"]["dpi"],
+    threads: get_threads("plot")
+    resources:
+        **get_resources("plot"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/plot_compose_pairs.py"

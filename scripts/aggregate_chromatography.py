@@ -1,0 +1,13 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.chromatography import write_chromatography
+
+write_chromatography(
+    list(snakemake.input),
+    snakemake.output[0],
+    snakemake.output[1],
+    model=snakemake.wildcards.model,
+    kernel=snakemake.params.kernel,
+)

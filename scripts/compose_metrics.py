@@ -1,0 +1,7 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.compose import aggregate_compose
+
+aggregate_compose(list(snakemake.input), snakemake.output[0])

@@ -1,0 +1,23 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from pathlib import Path
+
+from reschrom.compose import run_compose_pair
+
+p = snakemake.params
+run_compose_pair(
+    p.spec,
+    p.pair,
+    model=snakemake.wildcards.model,
+    etas=p.etas,
+    out_dir=str(Path(snakemake.output.metrics).parent),
+    metrics_out=snakemake.output.metrics,
+    theory_out=snakemake.output.theory,
+    seed=p.seed,
+    weighting=p.weighting,
+    width=p.width,
+    kernel=p.kernel,
+    device=p.device,
+)

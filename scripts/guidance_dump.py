@@ -1,0 +1,15 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.chromatography import write_guidance_dump
+
+write_guidance_dump(
+    snakemake.params.spec,
+    snakemake.params.prompt,
+    snakemake.output[0],
+    model=snakemake.wildcards.model,
+    device=snakemake.params.device,
+    kernel=snakemake.params.kernel,
+    threads=snakemake.threads,
+)

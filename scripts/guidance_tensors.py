@@ -1,0 +1,16 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.chromatography import write_guidance_dump
+
+write_guidance_dump(
+    snakemake.params.spec,
+    snakemake.params.prompt,
+    None,
+    model=snakemake.wildcards.model,
+    device=snakemake.params.device,
+    kernel=snakemake.params.kernel,
+    threads=snakemake.threads,
+    tensors_out=snakemake.output[0],
+)

@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.plots_compose import plot_x0_spectra
+
+plot_x0_spectra(
+    snakemake.input.table, snakemake.input.snapshots, snakemake.output[0], dpi=snakemake.params.dpi
+)

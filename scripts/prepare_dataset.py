@@ -1,0 +1,16 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.data import prepare_dataset
+
+prepare_dataset(
+    snakemake.params.data,
+    snakemake.params.seed,
+    [
+        snakemake.output.train,
+        snakemake.output.test,
+        snakemake.output.train_captions,
+        snakemake.output.test_captions,
+    ],
+)

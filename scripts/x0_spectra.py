@@ -1,0 +1,18 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.trajectory import run_spectra
+
+p = snakemake.params
+run_spectra(
+    p.spec,
+    model=snakemake.wildcards.model,
+    table_out=snakemake.output.table,
+    snapshots_out=snakemake.output.snapshots,
+    n_samples=p.n_samples,
+    batch_size=p.batch_size,
+    seed=p.seed,
+    n_snapshots=p.n_snapshots,
+    device=p.device,
+)

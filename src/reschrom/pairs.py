@@ -1,0 +1,81 @@
+"""Prompt pairs of the composing experiments (§4.3): ids, η labels, expansion from the config.
+
+Torch-free on purpose: the workflow calls these while it builds the DAG (output file names),
+where no model may be loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """Lower-case ASCII slug: words joined by '-', at most ``max_len`` characters."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:max_len].rstrip("-") or "prompt"
+
+
+def pair_id(structure: str, texture: str) -> str:
+    """A safe, stable id of a prompt pair: slug of the texture prompt + 8 hex of a hash of both."""
+    h = hashlib.sha1(f"{structure}\x00{texture}".encode()).hexdigest()[:8]
+    return f"{slugify(texture)}-{h}"
+
+
+def sweep_etas(etas: Sequence[float]) -> list[float]:
+    """The η values a sweep renders: the configured ones plus the references 0 and 1, descending."""
+    return sorted({float(e) for e in etas} | {0.0, 1.0}, reverse=True)
+
+
+def eta_label(eta: float) -> str:
+    """File-name form of η (``eta_{label}.png``): Python's repr of the float, e.g. 0.8, 1.0."""
+    return str(float(eta))
+
+
+def expand_pairs(spec: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The prompt pairs of a model's config entry, without loading anything.
+
+    ``pairs``: explicit ``{structure, texture}`` dicts; ``templates``: ``{structure, texture,
+    subjects}`` with ``{}`` in each template replaced by every subject (paper: "A HD photo of {}"
+    → "An oil painting of {}"). Both may be given; duplicates are dropped, order kept.
+    """
+    out: list[dict[str, str]] = []
+    for p in spec.get("pairs", []) or []:
+        out.append({"structure": str(p["structure"]), "texture": str(p["texture"])})
+    tpl = spec.get("templates")
+    if tpl:
+        for subj in tpl.get("subjects", []):
+            out.append(
+                {
+                    "structure": str(tpl["structure"]).replace("{}", str(subj)),
+                    "texture": str(tpl["texture"]).replace("{}", str(subj)),
+                }
+            )
+    seen: set[tuple[str, str]] = set()
+    uniq = []
+    for p in out:
+        key = (p["structure"], p["texture"])
+        if key not in seen:
+            seen.add(key)
+            uniq.append(p)
+    return uniq
+
+
+def pair_ids(spec: Mapping[str, Any]) -> list[str]:
+    """:func:`pair_id` of every pair of :func:`expand_pairs` (for Snakemake's output lists)."""
+    return [pair_id(p["structure"], p["texture"]) for p in expand_pairs(spec)]
+
+
+def find_pair(spec: Mapping[str, Any], pid: str) -> dict[str, str]:
+    """The pair of a model's config entry whose :func:`pair_id` is ``pid``."""
+    for p in expand_pairs(spec):
+        if pair_id(p["structure"], p["texture"]) == pid:
+            return p
+    raise ValueError(f"prompt pair {pid!r} is not configured; configured: {', '.join(pair_ids(spec))}")
+
+
+def model_constraint(names: Sequence[str]) -> str:
+    """A wildcard constraint matching exactly the configured model names (never, if none)."""
+    return "|".join(re.escape(str(n)) for n in names) or "(?!)"

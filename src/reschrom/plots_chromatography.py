@@ -1,0 +1,79 @@
+"""Figures of the measured chromatography (paper Fig. 4 and Fig. 8), from the Parquet tables."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reschrom.chromatography import _read_dump, prompt_chromatography  # noqa: E402
+from reschrom.io import read_parquet, save_figure  # noqa: E402
+from reschrom.plots import chromatography_heatmap  # noqa: E402
+
+
+def _norm_strip(ax, chrom, title: str = "") -> None:  # noqa: ANN001
+    """Relative norms ‖ε_uncond‖, ‖ε_cond‖, ‖g‖ over time, each divided by its maximum."""
+    per_t = chrom.groupby("t_frac")[["norm_uncond", "norm_cond", "norm_guidance"]].first().sort_index(ascending=False)
+    mat = per_t.to_numpy().T
+    mat = mat / np.maximum(np.nanmax(mat, axis=1, keepdims=True), np.finfo(float).tiny)
+    t = per_t.index.to_numpy()
+    ax.imshow(mat, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=(t[0], t[-1], 2.5, -0.5), interpolation="nearest")
+    ax.set_yticks(range(3))
+    ax.set_yticklabels(["ε uncond", "ε cond", "CFG g"], fontsize=7)
+    ax.set_xlabel("t / T   (noise → data)")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLike, model: str = "", dpi: int = 110) -> None:
+    """Fig. 4: theory r_m(t) (left) beside the measured r̃_m(t) of CFG (right), rows 1×1 … R×R,
+    time T → 0 left to right; under each, the relative norms of ε_uncond, ε_cond and g."""
+    chrom = read_parquet(table)
+    n_p = int(chrom["n_prompts"].max()) if len(chrom) else 0
+    fig, axes = plt.subplots(
+        2, 2, figsize=(11, 4.6), gridspec_kw={"height_ratios": [4, 1], "hspace": 0.55}, squeeze=False
+    )
+    im = chromatography_heatmap(axes[0, 0], chrom, "r_theory", "theory r_m(t) (eq. 18)", vmax=1.0)
+    chromatography_heatmap(
+        axes[0, 1], chrom, "r_measured", f"measured r̃_m(t) of CFG (eq. 19), {n_p} prompt(s)", vmax=1.0
+    )
+    for ax in axes[0]:
+        ax.set_xlabel("")
+    fig.colorbar(im, ax=axes[0].tolist(), label="share of level m", fraction=0.025)
+    _norm_strip(axes[1, 0], chrom, "relative norm of each noise predictor")
+    _norm_strip(axes[1, 1], chrom)
+    fig.suptitle(f"resolution chromatography — {model}" if model else "resolution chromatography")
+    save_figure(fig, out, dpi)
+
+
+def plot_prompt_chromatography(
+    dumps: Sequence[str | os.PathLike], out: str | os.PathLike, model: str = "", dpi: int = 110, ncols: int = 3
+) -> None:
+    """Fig. 8: one measured-chromatography heatmap per prompt (mean over that prompt's samples)."""
+    n = len(dumps)
+    if n == 0:
+        raise ValueError("plot_prompt_chromatography: no guidance dumps given")
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 2.7 * nrows), squeeze=False)
+    im = None
+    for ax, path in zip(axes.ravel(), dumps):
+        df = _read_dump(path)
+        prompt = str(df["prompt"].iloc[0]) if "prompt" in df and len(df) else os.path.basename(str(path))
+        per = prompt_chromatography(df)
+        title = "\n".join(textwrap.wrap(f"“{prompt}”", 40)[:2])
+        im = chromatography_heatmap(ax, per, "r_measured", title, vmax=1.0)
+        ax.title.set_fontsize(8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), label="r̃_m(t)", fraction=0.02)
+    fig.suptitle(f"measured chromatography of CFG per prompt — {model}" if model else "measured chromatography per prompt")
+    save_figure(fig, out, dpi)
