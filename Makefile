@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # PyPI on a GPU machine. Override e.g. TORCH_SPEC="torch==2.13.0 --index-url <your index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint report clean venv
+.PHONY: run test lint report clean venv rulegraph
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,19 @@ venv: $(BIN)/.installed
 run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --rerun-incomplete
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --report results/report.html
+	@if command -v dot >/dev/null 2>&1; then $(MAKE) --no-print-directory results/rulegraph.svg; \
+	else echo "graphviz 'dot' not found: skipping results/rulegraph.svg (apt-get install graphviz)"; fi
+
+# The workflow's rule graph: results/rulegraph.svg (make run, when graphviz is installed);
+# `make rulegraph` also refreshes the committed copy docs/rulegraph.svg shown in the README.
+results/rulegraph.svg: $(BIN)/.installed Snakefile config.yaml rules/*.smk
+	mkdir -p results
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --rulegraph > results/rulegraph.dot
+	dot -Tsvg results/rulegraph.dot -o $@
+
+rulegraph: results/rulegraph.svg
+	mkdir -p docs
+	cp results/rulegraph.svg docs/rulegraph.svg
 
 test: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests

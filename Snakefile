@@ -13,9 +13,10 @@ include: "rules/train.smk"
 include: "rules/chromatography.smk"
 include: "rules/compose.smk"
 include: "rules/spectra.smk"
+include: "rules/upscale.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

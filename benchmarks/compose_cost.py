@@ -16,6 +16,7 @@ pipeline folder such as results/models/shapes/t2i).
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 
@@ -46,7 +47,7 @@ def main() -> None:
     s, x = "a red circle", "a red circle with stripes"
     common = dict(num_inference_steps=args.steps, guidance_scale=4.0, output_type="pt",
                   num_images_per_prompt=args.images)
-    plain_kw = {"clean_caption": False} if "clean_caption" in pipe.__call__.__code__.co_varnames else {}
+    plain_kw = {"clean_caption": False} if "clean_caption" in inspect.signature(pipe.__call__).parameters else {}
     heavi = PromptComposer(pipe, [s, x], heaviside_weights(0.5))
     naive = PromptComposer(pipe, [s, x], heaviside_weights(0.5), prune_below=-1.0)
 

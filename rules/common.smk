@@ -9,9 +9,8 @@ min_version("9.0")
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
 # scripts run in their own interpreter: make the library importable there too
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p
-)
+# (set here, not expected from the user, hence no `envvars:` assertion)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p))
 
 from reschrom.config import ConfigError, validate_config
 
@@ -63,10 +62,12 @@ def get_theory_outputs():
 
 
 def get_model_source(spec):
-    """A model's `source` as rule input when this workflow builds it (a folder under results/,
-    e.g. the toy model): the oracle is built in memory, hub ids are not files."""
-    source = str(spec["source"])
-    return [source] if source.startswith("results/") else []
+    """A pipeline model's `path` as rule input when it is a local folder (the toy model under
+    results/ is built by this workflow): the oracle is built in memory, hub ids are not files."""
+    path = spec.get("path")
+    if spec["kind"] == "pipeline" and path and (path.startswith("results/") or os.path.isdir(path)):
+        return [path]
+    return []
 
 
 def get_final_outputs():
@@ -77,4 +78,5 @@ def get_final_outputs():
         + get_chromatography_outputs()
         + get_compose_outputs()
         + get_spectra_outputs()
+        + get_upscale_outputs()
     )

@@ -45,14 +45,14 @@ rule prepare_dataset:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
-    params:
-        data=lambda wc: get_data_config(wc.dataset),
-        seed=config["seed"],
+    conda:
+        "../envs/reschrom.yaml"
     threads: get_threads("data")
     resources:
         **get_resources("data"),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        data=lambda wc: get_data_config(wc.dataset),
+        seed=config["seed"],
     script:
         "../scripts/prepare_dataset.py"
 
@@ -70,12 +70,12 @@ rule downsample:
         dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
         split="train|test",
         m="[1-9][0-9]*",
-    params:
-        kernel=config["kernel"],
+    conda:
+        "../envs/reschrom.yaml"
     threads: get_threads("data")
     resources:
         **get_resources("data"),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        kernel=config["kernel"],
     script:
         "../scripts/downsample.py"

@@ -63,6 +63,11 @@ rule train_lowres:
         "results/logs/train_lowres/{dataset}.log",
     benchmark:
         "results/benchmarks/train_lowres/{dataset}.tsv"
+    conda:
+        "../envs/reschrom.yaml"
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
     params:
         kind="lowres",
         level=0,
@@ -74,11 +79,6 @@ rule train_lowres:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/lowres",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -92,6 +92,11 @@ rule train_residual:
         "results/logs/train_residual/{dataset}.log",
     benchmark:
         "results/benchmarks/train_residual/{dataset}.tsv"
+    conda:
+        "../envs/reschrom.yaml"
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
     params:
         kind="residual",
         level=0,
@@ -103,11 +108,6 @@ rule train_residual:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/residual",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -123,6 +123,11 @@ rule train_level:
         "results/benchmarks/train_level/{dataset}_{m}.tsv"
     wildcard_constraints:
         m="[0-9]+",
+    conda:
+        "../envs/reschrom.yaml"
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
     params:
         kind="level",
         level=lambda wc: int(wc.m),
@@ -134,11 +139,6 @@ rule train_level:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/level_{m}",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -152,6 +152,11 @@ rule train_t2i:
         "results/logs/train_t2i/{dataset}.log",
     benchmark:
         "results/benchmarks/train_t2i/{dataset}.tsv"
+    conda:
+        "../envs/reschrom.yaml"
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
     params:
         kind="t2i",
         level=0,
@@ -163,11 +168,6 @@ rule train_t2i:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/t2i",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -180,18 +180,22 @@ rule plot_training_loss:
             "results/figures/loss_{dataset}_{model}.png",
             caption="../report/training_loss.rst",
             category="Training (§4.2)",
-            labels={"figure": "loss curve", "model": "{model}", "dataset": "{dataset}"},
+            labels={
+                "figure": "loss curve",
+                "model": "{model}",
+                "dataset": "{dataset}",
+            },
         ),
     log:
         "results/logs/plot_training_loss/{dataset}_{model}.log",
     wildcard_constraints:
         model="lowres|residual|t2i|level_[0-9]+",
-    params:
-        dpi=config["figures"]["dpi"],
+    conda:
+        "../envs/reschrom.yaml"
     threads: get_threads("plot")
     resources:
         **get_resources("plot"),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_training_loss.py"

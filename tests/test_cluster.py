@@ -11,9 +11,10 @@ from __future__ import annotations
 import shlex
 import time
 
-import fake_slurm
 import pytest
 import yaml
+
+import fake_slurm
 from workflow_utils import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow

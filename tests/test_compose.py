@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -55,7 +57,7 @@ def _run(pipe, composer_or_prompt, n=1, steps=4, seed=0):
     kw = dict(num_inference_steps=steps, guidance_scale=3.0, output_type="np", num_images_per_prompt=n)
     gen = torch.Generator().manual_seed(seed)
     if isinstance(composer_or_prompt, str):
-        if "clean_caption" in pipe.__call__.__code__.co_varnames:
+        if "clean_caption" in inspect.signature(pipe.__call__).parameters:
             kw["clean_caption"] = False
         return pipe(prompt=composer_or_prompt, generator=gen, **kw).images
     return composer_or_prompt(generator=gen, **kw).images

@@ -13,7 +13,6 @@ from reschrom import data as D
 from reschrom.io import CorruptFileError
 from reschrom.pyramid import downsample
 
-
 # ------------------------------------------------------------------ shapes
 
 
@@ -36,7 +35,8 @@ def test_captions_match_factors_and_detector_reads_them():
     for _, r in df.iterrows():
         words = r.caption.split()
         assert r.colour in words and r["shape"] in words and r.background in words
-        assert (r.texture in words) == (r.texture != "plain") and (("plain" in words) == (r.texture == "plain"))
+        assert r.texture in words  # "plain", "stripes", "checks" or "dots"
+        assert [t for t in D.TEXTURES if t in words] == [r.texture]
         assert D.caption_factors(r.caption) == (r.colour, r["shape"])
     colours, shapes = D.classify_shapes(x)
     assert np.mean(np.array(colours) == df.colour.to_numpy()) >= 0.97
@@ -52,7 +52,8 @@ def test_texture_is_a_fine_factor_only():
     a = torch.from_numpy(D.render_shape(f, 32, 2)).float()[None]
     b = torch.from_numpy(D.render_shape(g, 32, 2)).float()[None]
     assert (a - b).abs().max() > 50
-    assert torch.allclose(downsample(a, 1), downsample(b, 1), atol=1.0)
+    inner = (..., slice(5, 11), slice(5, 11))  # away from the anti-aliased edge
+    assert torch.allclose(downsample(a, 1)[inner], downsample(b, 1)[inner], atol=1.0)
     c = D.ShapeFactors("circle", "red", "stripes", "dark", 0.5, 0.5, 0.3)
     cc = torch.from_numpy(D.render_shape(c, 32, 2)).float()[None]
     assert (downsample(a, 1) - downsample(cc, 1)).abs().max() > 50  # shape is coarse

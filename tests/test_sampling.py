@@ -177,3 +177,13 @@ def test_make_scheduler_rejects_unknown_and_disables_its_own_clipping(sched_conf
         sampling.make_scheduler("euler", sched_config)
     s = sampling.make_scheduler("ddim", {**sched_config, "clip_sample": True})
     assert s.config.clip_sample is False
+
+
+def test_level_time_agrees_with_training_level_timesteps(sched_config, schedule):
+    """Sampling asks each level model at the τ_m it was trained with (reschrom.training)."""
+    training = pytest.importorskip("reschrom.training")
+    sched = DDPMScheduler.from_config(sched_config)
+    t = torch.tensor([0.0, 7.0, 250.0, 999.0])
+    for m in (1, 2):
+        want = training.level_timesteps(sched.alphas_cumprod, t, m)
+        torch.testing.assert_close(sampling.level_time(schedule, schedule, t, m), want, rtol=1e-5, atol=1e-4)

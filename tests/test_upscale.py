@@ -107,7 +107,7 @@ def tiny_dirs(tmp_path_factory):
     return {
         "lowres": _tiny_pipeline_folder(root / "lowres", 8, 0),
         "residual": _tiny_pipeline_folder(root / "residual", 16, 1),
-        "levels": [_tiny_pipeline_folder(root / f"level_{m}", 16 // 2**m, 2 + m) for m in range(2)],
+        **{f"level_{m}": _tiny_pipeline_folder(root / f"level_{m}", 16 // 2**m, 2 + m) for m in range(2)},
     }
 
 
@@ -117,7 +117,7 @@ def test_tiny_unets_every_variant(tiny_dirs, tmp_path, variant):
     png = tmp_path / f"{variant}.png"
     upscale.run_variant(
         variant, out, png, "trained", tiny_dirs, num_samples=3, num_inference_steps=3, batch_size=2,
-        grid_columns=3, device="cpu",
+        device="cpu",
     )
     x = upscale.load_images(out)
     assert x.shape == (3, 3, 16, 16) and torch.isfinite(x).all()
@@ -141,3 +141,29 @@ def test_load_images_maps_uint8(tmp_path):
     np.testing.assert_allclose(x.numpy().ravel(), [-1.0, 1.0])
     with pytest.raises(KeyError, match="images"):
         upscale.load_images(tmp_path / "d.safetensors", key="nope")
+
+
+@pytest.mark.workflow
+def test_workflow_analytic_upscaling(tmp_path):
+    """The upscale rules end to end (analytic source: no training) in a temporary copy; then
+    changing only a figure setting re-plots without resampling."""
+    import yaml
+
+    from reschrom.io import read_parquet
+    from workflow_utils import copy_workflow, plan, snakemake
+
+    wd = copy_workflow(tmp_path / "wf")
+    cfg = yaml.safe_load((wd / "configs" / "smoke.yaml").read_text())
+    cfg["upscale"] = {**cfg.get("upscale", {}), "source": "analytic", "num_samples": 6, "num_inference_steps": 5,
+                      "analytic": {"resolution": 16, "num_reference": 32}}
+    (wd / "up.yaml").write_text(yaml.safe_dump(cfg))
+    targets = ["results/figures/upscale_analytic.png", "results/figures/upscale_spectra_analytic.png"]
+    snakemake(wd, *targets, "--cores", "2", "--configfile", "up.yaml")
+    m = read_parquet(wd / "results/upscale/analytic/metrics.parquet")
+    assert list(m["variant"]) == list(upscale.VARIANTS) and m["lsd_db"].notna().all()
+    for v in upscale.VARIANTS:
+        assert (wd / f"results/upscale/analytic/samples/{v}.png").is_file()
+    cfg["upscale"]["grid_columns"] = 3
+    (wd / "up.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = plan(wd, *targets, "--configfile", "up.yaml", "--rerun-triggers", "mtime", "params", "input")
+    assert [j.rule for j in jobs] == ["plot_upscale_grid"]

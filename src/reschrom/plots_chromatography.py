@@ -62,7 +62,9 @@ def plot_prompt_chromatography(
         raise ValueError("plot_prompt_chromatography: no guidance dumps given")
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 2.7 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 0.6 + 2.9 * nrows), squeeze=False, layout="constrained"
+    )
     im = None
     for ax, path in zip(axes.ravel(), dumps):
         df = _read_dump(path)

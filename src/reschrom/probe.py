@@ -182,8 +182,9 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             ]
         )
         self._e.append(e.detach())
-        t = timestep if isinstance(timestep, torch.Tensor) else torch.tensor(timestep)
-        self._t.append(t.detach().reshape(-1)[:1].to(e.device, torch.float64))
+        # the timestep stays where the pipeline keeps it (a device tensor for IF/SD: no sync)
+        t = timestep.detach() if isinstance(timestep, torch.Tensor) else torch.tensor(float(timestep))
+        self._t.append(t.reshape(-1)[:1])
         if self.keep_tensors:
             self._x.append(sample[: n // 2].detach().to(self.tensor_dtype).clone())
             self._u.append(eps_uncond.detach().to(self.tensor_dtype).clone())
@@ -195,7 +196,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         if not self._e:
             raise RuntimeError("GuidanceProbe recorded no denoiser call")
         energies = torch.stack(self._e).to("cpu", torch.float64).numpy()
-        ts = torch.cat(self._t).cpu().numpy()
+        ts = torch.cat([t.to("cpu", torch.float64) for t in self._t]).numpy()
         tensors: dict[str, torch.Tensor] = {}
         if self.keep_tensors:
             tensors = {

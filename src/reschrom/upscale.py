@@ -202,13 +202,20 @@ def analytic_models(
 
 def load_models(dirs: Mapping[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
     """Load the models one variant needs: ``dirs`` maps ``lowres``/``residual`` to a folder and
-    ``levels`` to a list of folders (any may be absent)."""
+    ``levels`` to a list of folders, or ``level_0`` … ``level_{M-1}`` to one folder each (any
+    may be absent)."""
     out: dict[str, Any] = {}
     for key in ("lowres", "residual"):
         if dirs.get(key):
             out[key] = load_model(dirs[key], device)
-    if dirs.get("levels"):
-        out["levels"] = [load_model(d, device) for d in dirs["levels"]]
+    levels = list(dirs.get("levels") or [])
+    named = sorted((int(k.split("_", 1)[1]), v) for k, v in dirs.items() if k.startswith("level_"))
+    if named:
+        if [m for m, _ in named] != list(range(len(named))):
+            raise ValueError(f"level models must be level_0 … level_{{M-1}}, got {[m for m, _ in named]}")
+        levels = [v for _, v in named]
+    if levels:
+        out["levels"] = [load_model(d, device) for d in levels]
     return out
 
 
@@ -389,11 +396,13 @@ def run_variant(
     threshold: str = "multires",
     eta: float = 0.0,
     kernel: int = 2,
-    grid_columns: int = 8,
     device: str = "auto",
+    threads: int | None = None,
 ) -> None:
     """Sample one variant (trained model folders or the analytic model) and write its
-    safetensors (``images``, ``lowres`` for low-res variants) and PNG grid."""
+    safetensors (``images``, ``lowres`` for low-res variants) and a PNG grid of the first 16."""
+    if threads:
+        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     if source == "analytic":
         models = analytic_models(HaarGaussian.default(**dict(analytic or {})), num_levels)
@@ -408,7 +417,7 @@ def run_variant(
     meta = dict(variant=variant, source=source, seed=seed, steps=num_inference_steps, sampler=sampler,
                 threshold=threshold, eta=eta)
     save_samples(out, out_samples, meta)
-    save_grid(out["images"][: 2 * grid_columns], out_grid, grid_columns)
+    save_grid(out["images"][:16], out_grid, 8)
 
 
 def write_analytic_reference(out: str | os.PathLike, analytic: Mapping[str, Any], num_samples: int, seed: int) -> None:

@@ -1,0 +1,205 @@
+# Cascaded upscaling (§4.2, Fig. 5–6, eq. 22, 24): one sampling job per variant, one metrics
+# table, two figures. Sampling params live in params, so re-plotting never resamples.
+
+UPSCALE_VARIANTS = "full|no_time_adjustment|no_intensity_rescaling|neither|nearest|bicubic|multilevel"
+
+
+def get_upscale_dataset():
+    """{dataset} of the upscaling outputs: data.name for trained models, 'analytic' for the
+    exact Gaussian model (no training needed)."""
+    if config["upscale"]["source"] == "analytic":
+        return "analytic"
+    return config["data"]["name"]
+
+
+def get_upscale_models(wildcards):
+    """Model folders variant {variant} samples from: lowres + residual (eq. 22), lowres alone
+    (upsampled baselines), level_0 … level_{M-1} (eq. 24); none for the analytic source."""
+    if config["upscale"]["source"] == "analytic":
+        return {}
+    root = f"results/models/{wildcards.dataset}"
+    if wildcards.variant in ("nearest", "bicubic"):
+        return {"lowres": f"{root}/lowres"}
+    if wildcards.variant == "multilevel":
+        M = int(config["training"]["num_levels"])
+        return {f"level_{m}": f"{root}/level_{m}" for m in range(M)}
+    return {"lowres": f"{root}/lowres", "residual": f"{root}/residual"}
+
+
+def get_upscale_data(wildcards):
+    """Held-out full-resolution images the metrics compare against."""
+    if config["upscale"]["source"] == "analytic":
+        return f"results/upscale/{wildcards.dataset}/reference.safetensors"
+    return f"results/data/{wildcards.dataset}/test/level_0.safetensors"
+
+
+def get_upscale_samples(wildcards):
+    return {
+        v: f"results/upscale/{wildcards.dataset}/samples/{v}.safetensors"
+        for v in config["upscale"]["variants"]
+    }
+
+
+def get_upscale_grid_samples(wildcards):
+    return {
+        v: f"results/upscale/{wildcards.dataset}/samples/{v}.safetensors"
+        for v in config["upscale"]["grid_rows"]
+    }
+
+
+def get_upscale_sampling_params():
+    """Everything that changes the samples (and nothing that only changes a figure)."""
+    up = config["upscale"]
+    keys = (
+        "source",
+        "sampler",
+        "eta",
+        "num_inference_steps",
+        "num_samples",
+        "batch_size",
+        "seed",
+        "threshold",
+    )
+    out = {k: up[k] for k in keys}
+    if up["source"] == "analytic":
+        out["analytic"] = {
+            k: v for k, v in up["analytic"].items() if k not in ("num_levels", "num_reference")
+        }
+        out["num_levels"] = int(up["analytic"]["num_levels"])
+    else:
+        out["num_levels"] = int(config["training"]["num_levels"])
+    return out
+
+
+def get_upscale_outputs():
+    """metrics.parquet and the two figures; nothing when no models are configured to train."""
+    if config["upscale"]["source"] == "trained" and not config["models"]:
+        return []
+    ds = get_upscale_dataset()
+    return [
+        f"results/upscale/{ds}/metrics.parquet",
+        f"results/figures/upscale_{ds}.png",
+        f"results/figures/upscale_spectra_{ds}.png",
+    ]
+
+
+rule upscale_sample:
+    input:
+        unpack(get_upscale_models),
+    output:
+        samples="results/upscale/{dataset}/samples/{variant}.safetensors",
+        grid="results/upscale/{dataset}/samples/{variant}.png",
+    log:
+        "results/logs/upscale_sample/{dataset}_{variant}.log",
+    benchmark:
+        "results/benchmarks/upscale_sample/{dataset}_{variant}.tsv"
+    wildcard_constraints:
+        variant=UPSCALE_VARIANTS,
+    params:
+        sampling=get_upscale_sampling_params(),
+        kernel=config["kernel"],
+        device=config["device"],
+    threads: get_threads("sample")
+    resources:
+        **get_resources("sample"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/upscale_sample.py"
+
+
+rule upscale_reference:
+    output:
+        "results/upscale/{dataset}/reference.safetensors",
+    log:
+        "results/logs/upscale_reference/{dataset}.log",
+    params:
+        analytic=lambda wc: {
+            k: v
+            for k, v in config["upscale"]["analytic"].items()
+            if k not in ("num_levels", "num_reference")
+        },
+        num_samples=config["upscale"]["analytic"]["num_reference"],
+        seed=config["upscale"]["seed"] + 1_000_003,
+    threads: get_threads("default")
+    resources:
+        **get_resources("default"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/upscale_reference.py"
+
+
+rule upscale_metrics:
+    input:
+        unpack(get_upscale_samples),
+        data=get_upscale_data,
+    output:
+        metrics="results/upscale/{dataset}/metrics.parquet",
+        spectra="results/upscale/{dataset}/spectra.parquet",
+    log:
+        "results/logs/upscale_metrics/{dataset}.log",
+    benchmark:
+        "results/benchmarks/upscale_metrics/{dataset}.tsv"
+    params:
+        variants=config["upscale"]["variants"],
+        kernel=config["kernel"],
+        max_data=config["upscale"]["max_data"],
+    threads: get_threads("aggregate")
+    resources:
+        **get_resources("aggregate"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/upscale_metrics.py"
+
+
+rule plot_upscale_grid:
+    input:
+        unpack(get_upscale_grid_samples),
+    output:
+        report(
+            "results/figures/upscale_{dataset}.png",
+            caption="../report/upscale_grid.rst",
+            category="Upscaling (§4.2)",
+            labels={"figure": "cascaded upscaling (Fig. 6)", "dataset": "{dataset}"},
+        ),
+    log:
+        "results/logs/plot_upscale_grid/{dataset}.log",
+    wildcard_constraints:
+        dataset="(?!spectra_)[A-Za-z0-9_-]+",
+    params:
+        rows=config["upscale"]["grid_rows"],
+        columns=config["upscale"]["grid_columns"],
+        dpi=config["figures"]["dpi"],
+    threads: get_threads("plot")
+    resources:
+        **get_resources("plot"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/plot_upscale_grid.py"
+
+
+rule plot_upscale_spectra:
+    input:
+        spectra="results/upscale/{dataset}/spectra.parquet",
+        metrics="results/upscale/{dataset}/metrics.parquet",
+    output:
+        report(
+            "results/figures/upscale_spectra_{dataset}.png",
+            caption="../report/upscale_spectra.rst",
+            category="Upscaling (§4.2)",
+            labels={"figure": "upscaling spectra (RAPSD)", "dataset": "{dataset}"},
+        ),
+    log:
+        "results/logs/plot_upscale_spectra/{dataset}.log",
+    params:
+        dpi=config["figures"]["dpi"],
+    threads: get_threads("plot")
+    resources:
+        **get_resources("plot"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/plot_upscale_spectra.py"

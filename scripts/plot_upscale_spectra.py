@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.upscale import plot_upscale_spectra
+
+plot_upscale_spectra(
+    snakemake.input.spectra, snakemake.input.metrics, snakemake.output[0], dpi=snakemake.params.dpi
+)

@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.upscale import write_analytic_reference
+
+write_analytic_reference(
+    snakemake.output[0], snakemake.params.analytic, snakemake.params.num_samples, snakemake.params.seed
+)
