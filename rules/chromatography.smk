@@ -24,6 +24,12 @@ def get_chromatography_model(model):
     return config["chromatography"]["models"][model]
 
 
+def get_chromatography_run_spec(model):
+    """The entry without its prompt list: a dump depends on its own prompt only, so adding a
+    prompt leaves the other dumps' params (and hence their jobs) unchanged."""
+    return {k: v for k, v in get_chromatography_model(model).items() if k != "prompts"}
+
+
 def get_chromatography_model_pattern():
     """Wildcard constraint: exactly the configured model names."""
     names = list(config["chromatography"]["models"])
@@ -46,11 +52,7 @@ def get_chromatography_model_input(wildcards):
     """The model folder as input when it is local (the toy model: results/models/{dataset}/t2i)."""
     spec = get_chromatography_model(wildcards.model)
     path = spec.get("path")
-    if (
-        spec["kind"] == "pipeline"
-        and path
-        and (path.startswith("results/") or os.path.isdir(path))
-    ):
+    if spec["kind"] == "pipeline" and path and (path.startswith("results/") or os.path.isdir(path)):
         return [path]
     return []
 
@@ -95,16 +97,16 @@ rule guidance_dump:
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
         prompt_id=PROMPT_ID_PATTERN,
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("probe")
-    resources:
-        **get_resources("probe"),
     params:
-        spec=lambda wc: get_chromatography_model(wc.model),
+        spec=lambda wc: get_chromatography_run_spec(wc.model),
         prompt=lambda wc: get_chromatography_prompt(wc.model, wc.prompt_id),
         device=config["device"],
         kernel=config["kernel"],
+    threads: get_threads("probe")
+    resources:
+        **get_resources("probe"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/guidance_dump.py"
 
@@ -121,16 +123,16 @@ rule guidance_tensors:
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
         prompt_id=PROMPT_ID_PATTERN,
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("probe")
-    resources:
-        **get_resources("probe"),
     params:
-        spec=lambda wc: get_chromatography_model(wc.model),
+        spec=lambda wc: get_chromatography_run_spec(wc.model),
         prompt=lambda wc: get_chromatography_prompt(wc.model, wc.prompt_id),
         device=config["device"],
         kernel=config["kernel"],
+    threads: get_threads("probe")
+    resources:
+        **get_resources("probe"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/guidance_tensors.py"
 
@@ -147,13 +149,13 @@ rule aggregate_chromatography:
         "results/benchmarks/aggregate_chromatography/{model}.tsv"
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        kernel=config["kernel"],
     threads: get_threads("aggregate")
     resources:
         **get_resources("aggregate"),
-    params:
-        kernel=config["kernel"],
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/aggregate_chromatography.py"
 
@@ -172,13 +174,13 @@ rule plot_measured_chromatography:
         "results/logs/plot_measured_chromatography/{model}.log",
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
     threads: get_threads("plot")
     resources:
         **get_resources("plot"),
-    params:
-        dpi=config["figures"]["dpi"],
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/plot_measured_chromatography.py"
 
@@ -200,12 +202,12 @@ rule plot_prompt_chromatography:
         "results/logs/plot_prompt_chromatography/{model}.log",
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
     threads: get_threads("plot")
     resources:
         **get_resources("plot"),
-    params:
-        dpi=config["figures"]["dpi"],
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/plot_prompt_chromatography.py"

@@ -8,6 +8,7 @@ their config["resources"] group.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 import fake_slurm
-from workflow_utils import REPO, copy_workflow, snakemake
+from workflow_utils import REPO, copy_workflow, plan, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -53,7 +54,7 @@ def test_smoke_on_fake_slurm_requests_gpus_only_for_gpu_rules(tmp_path, monkeypa
     # the smoke config has no GPU rule group yet: make `plot` one for this run; one schedule
     # keeps it to 4 jobs (table, 2 figures, atlas: every theory target of that config)
     smoke = yaml.safe_load((wd / "configs/smoke.yaml").read_text())
-    plot = dict(smoke["resources"]["default"], gpu=1, mem_mb=1500, runtime=7)
+    plot = dict(smoke["resources"]["default"], gpu=1, mem_mb=1500, runtime=7, threads=2)
     names = ["linear"]
     override = {"resources": {"plot": plot}, "theory": {"schedules": names}}
     (wd / "gpu_plot.yaml").write_text(yaml.safe_dump(override))
@@ -103,7 +104,7 @@ def test_smoke_on_fake_slurm_requests_gpus_only_for_gpu_rules(tmp_path, monkeypa
             cmd = shlex.join(argv)
             assert "--parsable" in argv
             assert _opt(argv, "-A") == fake_slurm.ACCOUNT, cmd
-            assert _opt(argv, "--cpus-per-task") == "1", cmd
+            assert _opt(argv, "--cpus-per-task") == ("2" if gpu_rule else "1"), cmd
             if gpu_rule:
                 assert _opt(argv, "--gpus") == "1", cmd
                 assert _opt(argv, "-p") == "gpu", cmd
@@ -121,3 +122,40 @@ def test_smoke_on_fake_slurm_requests_gpus_only_for_gpu_rules(tmp_path, monkeypa
     # status came from sacct/squeue, never from guessing
     assert fake_slurm.calls(state, "sacct") or fake_slurm.calls(state, "squeue")
     print(f"fake-SLURM smoke run: {len(sbatch)} jobs in {elapsed:.1f} s")
+
+
+def _rule_groups() -> dict[str, str]:
+    """{rule: resource group} from the `threads: get_threads("<group>")` of rules/*.smk."""
+    groups = {}
+    for path in (REPO / "rules").glob("*.smk"):
+        for m in re.finditer(r'^rule (\w+):\n(?:    .*\n|\n)*?    threads: get_threads\("(\w+)"\)', path.read_text(), re.M):
+            groups[m.group(1)] = m.group(2)
+    return groups
+
+
+@pytest.mark.parametrize("configfile", ["configs/paper.yaml", "config.yaml"])
+def test_config_plans_offline_with_gpus_for_gpu_groups(tmp_path, monkeypatch, configfile):
+    """The paper configuration (and the default) plans its whole DAG offline (no model is loaded
+    or downloaded at planning time: empty HF cache, HF_HUB_OFFLINE=1), through the SLURM profile,
+    and the jobs of GPU groups (config resources.<group>.gpu > 0) carry the gpu resource, the
+    others none."""
+    wd = copy_workflow(tmp_path / "wf")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    paper = yaml.safe_load((wd / configfile).read_text())
+    jobs = plan(wd, "--configfile", configfile, "--profile", "profiles/slurm", timeout=600)
+    planned = {j.rule for j in jobs}
+    assert "theory_table" in planned
+    assert sum(j.rule == "theory_table" for j in jobs) == len(paper["theory"]["schedules"])
+    assert not (wd / "results").exists(), "a dry run wrote results"
+
+    res = paper["resources"]
+    gpu_groups = {g for g, r in res.items() if dict(res.get("default", {}), **r).get("gpu", 0) > 0}
+    groups = _rule_groups()
+    for j in jobs:
+        group = groups.get(j.rule, "default")
+        if group in gpu_groups:
+            assert j.resources.get("gpu") == str(res[group]["gpu"]), (j.rule, group, j.resources)
+        else:
+            assert "gpu" not in j.resources, (j.rule, group, j.resources)
+    print(f"{configfile} plan: {len(jobs)} jobs, rules: {sorted(planned)}")

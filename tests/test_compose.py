@@ -283,3 +283,17 @@ def test_expand_pairs_templates():
     assert pairs[1] == {"structure": "A HD photo of cat", "texture": "An oil painting of cat"}
     assert len(pairs) == 3
     assert sweep_etas([0.8, 0.2]) == [1.0, 0.8, 0.2, 0.0]
+
+
+def test_build_pipeline_from_config_entries(tmp_path, if_pipe):
+    from diffusers import DDIMScheduler
+
+    from reschrom.oracle import OraclePipeline
+
+    pipe = compose.build_pipeline({"kind": "oracle", "resolution": 8, "sampler": "default"}, "cpu")
+    assert isinstance(pipe, OraclePipeline) and pipe.unet.config.sample_size == 8
+    if_pipe.save_pretrained(tmp_path / "t2i")
+    pipe = compose.build_pipeline({"kind": "pipeline", "path": str(tmp_path / "t2i"), "sampler": "ddim"}, "cpu")
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    with pytest.raises(ValueError, match="sampler"):
+        compose.build_pipeline({"kind": "oracle", "sampler": "euler"}, "cpu")

@@ -40,6 +40,7 @@ def test_doubled_samples_give_known_ratios():
     assert m["lsd_db"] == pytest.approx(10 * math.log10(4), rel=1e-6)  # every RAPSD bin ×4
     assert m["residual_noise"] == pytest.approx(3)
     assert m["diversity"] == pytest.approx(2)
+    assert m["diversity_coarse"] == pytest.approx(2)
     assert m["pixel_std"] == pytest.approx(2 * float(d.std()), rel=1e-6)
     assert all(m[f"energy_ratio_m{k}"] == pytest.approx(4) for k in range(5))
 
@@ -58,7 +59,8 @@ def test_white_noise_pairwise_distance_and_band_energies():
 def test_identical_samples_have_zero_diversity():
     d = _data()
     same = d[:1].repeat(8, 1, 1, 1)
-    assert metrics.sample_metrics(same, d)["diversity"] == 0
+    m = metrics.sample_metrics(same, d)
+    assert m["diversity"] == 0 and m["diversity_coarse"] == 0
 
 
 def test_write_upscale_metrics_round_trip(tmp_path):

@@ -9,6 +9,8 @@ stage, ``targets`` below.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -67,7 +69,12 @@ def done(tmp_path_factory):
     """A temp copy of the workflow after a complete run of the theory targets."""
     wd = copy_workflow(tmp_path_factory.mktemp("reruns") / "wf")
     (wd / "base.yaml").write_text(yaml.safe_dump(BASE))
-    snakemake(wd, *targets(), "--cores", "2", "--configfile", "configs/smoke.yaml", "base.yaml")
+    # through the workstation profile (GPU jobs one at a time), as a user would run it
+    proc = snakemake(
+        wd, *targets(), "--profile", "profiles/local", "--cores", "2", "--configfile", "configs/smoke.yaml", "base.yaml"
+    )
+    # the profile's global GPU limit is in force
+    assert re.search(r"Provided resources: .*gpu", proc.stdout + proc.stderr), proc.stderr[-3000:]
     return wd
 
 

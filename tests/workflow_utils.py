@@ -52,6 +52,7 @@ class PlannedJob:
     outputs: list[str] = field(default_factory=list)
     wildcards: str = ""
     reason: str = ""
+    resources: dict[str, str] = field(default_factory=dict)
 
 
 _RULE_LINE = re.compile(r"^(?:local)?rule (\S+):$")
@@ -82,6 +83,8 @@ def plan(workdir: Path, *args: str, **kwargs) -> list[PlannedJob]:
             current.outputs = val.split(", ")
         elif key in ("wildcards", "reason"):
             setattr(current, key, val)
+        elif key == "resources":
+            current.resources = dict(kv.split("=", 1) for kv in val.split(", ") if "=" in kv)
     return [j for j in jobs if j.rule != "all"]
 
 

@@ -117,7 +117,9 @@ def load_model(spec: Mapping[str, Any], device: str = "auto") -> Any:
     raise ValueError(f"chromatography model kind {kind!r} is unknown; allowed: oracle, pipeline")
 
 
-def _call_kwargs(pipe: Any, resolution: int | None) -> dict[str, Any]:
+def pipeline_call_kwargs(pipe: Any, resolution: int | None) -> dict[str, Any]:
+    """Extra ``pipe(...)`` arguments for a measurement run: IF without caption cleaning, SD
+    stopping at the latents, raw tensors otherwise, and ``height``/``width`` if given."""
     import inspect
 
     params = inspect.signature(pipe.__call__).parameters
@@ -162,7 +164,7 @@ def measure_guidance(
     if ac is None:
         raise ValueError(f"scheduler {type(pipe.scheduler).__name__} has no alphas_cumprod (not a DDPM-family model)")
     ac = np.asarray(ac.double().cpu() if hasattr(ac, "double") else ac, dtype=np.float64)
-    kw = _call_kwargs(pipe, resolution)
+    kw = pipeline_call_kwargs(pipe, resolution)
     pid = prompt_id(prompt)
     frames, results = [], []
     for seed in seeds:

@@ -12,7 +12,10 @@ measured first (:func:`clip_fraction`), then x is clamped to [-1, 1] like a save
   data, minus 1: the two finest bands, i.e. the residual model's own band (m = 0) and the
   finest band of a half-resolution model (m = 1), where a low-res model that is asked at the
   wrong time leaves its noise (> 0: noise left in the samples; < 0: over-smoothed);
-- diversity: mean pairwise RMS distance between distinct samples over that of the data;
+- diversity: mean pairwise RMS distance between distinct samples over that of the data, at full
+  resolution (``diversity``, which leftover noise inflates) and of the 4×4 average-pooled images
+  (``diversity_coarse``: do the samples' layouts and colours differ as much as the data's, or
+  converge to similar outcomes?);
 - pixel mean and std (over all samples, channels and pixels) and their data counterparts.
 """
 
@@ -69,12 +72,17 @@ def sample_metrics(x: torch.Tensor, data: torch.Tensor, kernel: int = 2) -> dict
     e_x, e_d = mean_band_energies(x, kernel), mean_band_energies(data, kernel)
     ratio = e_x / e_d.clamp_min(1e-300)
     div_x, div_d = mean_pairwise_distance(x), mean_pairwise_distance(data)
+    coarse = max(0, len(e_x) - 3)  # the 4×4 level (or full resolution below 4×4)
+    div_c = mean_pairwise_distance(pyramid.downsample(x, coarse, kernel)) / mean_pairwise_distance(
+        pyramid.downsample(data, coarse, kernel)
+    )
     out: dict[str, float] = {
         "n_samples": len(x),
         "clip_fraction": clipped,
         "lsd_db": float(spectra.log_spectral_distance(mean_rapsd(x), mean_rapsd(data))),
         "residual_noise": float(e_x[:2].sum() / e_d[:2].sum().clamp_min(1e-300) - 1.0),
         "diversity": div_x / div_d,
+        "diversity_coarse": div_c,
         "pairwise_distance": div_x,
         "pixel_mean": float(x.mean()),
         "pixel_std": float(x.std()),

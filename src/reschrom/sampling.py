@@ -217,12 +217,13 @@ def threshold_eps(
 ) -> torch.Tensor:
     """ε recomputed from a thresholded x̂0: ``static`` clamps x̂0 to [-1, 1] (Saharia et al. 2022),
     ``multires`` applies Algorithm 1 (:func:`reschrom.pyramid.multires_static_threshold`),
-    ``none`` returns ε unchanged. At ᾱ_t = 1 there is no noise to recompute; ε is returned."""
+    ``none`` returns ε unchanged. At ᾱ_t = 1 there is no noise to recompute and at ᾱ_t = 0
+    (zero terminal SNR) no x̂0 to threshold; ε is returned unchanged at both ends."""
     if mode == "none":
         return eps
     if mode not in THRESHOLDS:
         raise ValueError(f"threshold {mode!r} is unknown; allowed: {', '.join(THRESHOLDS)}")
-    if alpha_bar >= 1.0:
+    if alpha_bar >= 1.0 or alpha_bar <= 0.0:
         return eps
     if mode == "static":
         x0 = x0_from_eps(x, eps, alpha_bar).clamp(-1.0, 1.0)

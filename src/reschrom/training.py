@@ -13,7 +13,8 @@ Objectives (all ε-prediction, mean squared error):
   three channels; captions dropped to "" with probability ``p_uncond`` for classifier-free
   guidance (eq. 5).
 
-The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
+Optional min-SNR-γ weighting (``snr_gamma``) reweights time steps without changing the
+minimiser. The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
 gradient clipping, a NaN/inf guard naming the step, checkpoints every N steps (safetensors
 weights and EMA, optimizer and RNG state loaded with ``torch.load(weights_only=True)``) and
 resume from the latest, tqdm progress. Every random draw comes from one seeded CPU
@@ -73,6 +74,16 @@ def level_target(eps: torch.Tensor, m: int, num_levels: int, kernel: int = 2) ->
     if m < num_levels - 1:
         d = d - upsample(downsample(d, 1, kernel), 1, kernel)
     return float(kernel) ** m * d
+
+
+def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights min(SNR, γ)/SNR for ε-prediction (Hang et al. 2023).
+
+    A per-sample positive weight: the minimiser of the loss is still E[ε | x_t] at every t,
+    so eq. 20–23 keep their meaning; training converges faster on few steps.
+    """
+    snr = alpha_bar.double() / (1.0 - alpha_bar.double())
+    return (snr.clamp(max=gamma) / snr).float()
 
 
 def compose_levels(preds: Sequence[torch.Tensor], kernel: int = 2) -> torch.Tensor:
@@ -173,6 +184,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_grad_norm": 1.0,
     "ema_decay": 0.995,
     "p_uncond": 0.1,
+    "snr_gamma": None,
     "checkpoint_every": 200,
     "keep_checkpoints": 2,
     "log_every": 1,
@@ -425,6 +437,7 @@ def train(
     bar = tqdm(total=total, initial=start, desc=name, file=sys.stderr, mininterval=2.0,
                disable=not cfg.get("progress", True), unit="step")
     p_uncond = float(cfg["p_uncond"])
+    snr_gamma = float(cfg["snr_gamma"] or 0.0)
     for step in range(start + 1, end + 1):
         t0 = time.perf_counter()
         idx = torch.randint(n, (bs,), generator=gen)
@@ -448,7 +461,10 @@ def train(
             else:
                 pred = unet_call(x_t, t.to(dev)).sample
                 target = residual_target(noise, k) if spec.kind == "residual" else noise
-        loss = F.mse_loss(pred.float(), target.float())
+        if snr_gamma:
+            loss = (min_snr_weights(ab, snr_gamma).to(dev) * (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))).mean()
+        else:
+            loss = F.mse_loss(pred.float(), target.float())
         if not torch.isfinite(loss):
             bar.close()
             raise NonFiniteLossError(f"{name}: loss is {loss.item()} at step {step}; lower training.lr or check the data")
