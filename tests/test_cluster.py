@@ -124,6 +124,28 @@ def test_smoke_on_fake_slurm_requests_gpus_only_for_gpu_rules(tmp_path, monkeypa
     print(f"fake-SLURM smoke run: {len(sbatch)} jobs in {elapsed:.1f} s")
 
 
+def test_unset_account_stops_before_any_submission(tmp_path, monkeypatch):
+    wd = copy_workflow(tmp_path / "wf")
+    state = tmp_path / "slurm"
+    for key, val in fake_slurm.install(tmp_path / "bin", state).items():
+        monkeypatch.setenv(key, val)
+    monkeypatch.delenv("RESCHROM_SLURM_ACCOUNT", raising=False)
+    proc = snakemake(
+        wd,
+        "results/theory/linear.parquet",
+        "--profile", "profiles/slurm",
+        "--configfile", "configs/smoke.yaml",
+        "--slurm-init-seconds-before-status-checks", "1",
+        check=False,
+        timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "account $RESCHROM_SLURM_ACCOUNT appears to be invalid" in out, out[-3000:]
+    assert fake_slurm.ACCOUNT in out  # the accounts one may use are listed
+    assert fake_slurm.calls(state, "sbatch") == []
+
+
 def _rule_groups() -> dict[str, str]:
     """{rule: resource group} from the `threads: get_threads("<group>")` of rules/*.smk."""
     groups = {}

@@ -27,6 +27,7 @@ from reschrom.training import (
     level_input,
     level_target,
     level_timesteps,
+    min_snr_weights,
     residual_target,
     train,
 )
@@ -38,7 +39,7 @@ TINY = {
     "norm_num_groups": 4,
     "text_encoder": {"d_model": 16, "num_layers": 1, "num_heads": 2, "d_ff": 32},
 }
-TRAIN = {"steps": 6, "batch_size": 4, "checkpoint_every": 3, "lr_warmup_steps": 2, "progress": False}
+TRAIN = {"steps": 6, "batch_size": 4, "checkpoint_every": 3, "lr_warmup_steps": 2, "progress": False, "snr_gamma": 5.0}
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,13 @@ def test_level_input_is_a_diffusion_sample_at_tau():
         ab = torch.sigmoid(ls[lo] * (1 - w) + ls[lo + 1] * w)
         np.testing.assert_allclose(ab.numpy(), a_tau.view(-1).double().numpy(), rtol=1e-6)
     torch.testing.assert_close(level_timesteps(ac, t, 0), t.float())
+
+
+def test_min_snr_weights():
+    ab = torch.tensor([0.999, 0.9, 5 / 6, 0.5, 0.01])
+    w = min_snr_weights(ab, 5.0)
+    snr = ab / (1 - ab)
+    torch.testing.assert_close(w, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
 
 
 # ------------------------------------------------------------------ the loop
