@@ -5,8 +5,9 @@ One process, one pipeline, the same seed: wall time of
   * Heaviside composing of two prompts (eq. 25, η = 0.5): only the active prompt is evaluated,
     inside the pipeline's batched [uncond, cond] call (goal: ratio ≤ 1.05 against plain CFG),
   * naive composition: both prompts evaluated at every step (about 1.5× for two prompts),
-median of ``--repeats`` runs each, interleaved. Prints seconds and ratios, and the denoiser rows
-per step of each mode.
+``--repeats`` interleaved runs each; the ratios use the minimum over runs of the process CPU
+time (single-threaded by default: robust to other load on a shared machine), wall times are
+printed beside them. Also prints the denoiser rows per step of each mode.
 
 Run: .venv/bin/python benchmarks/compose_cost.py [--model PATH] [--steps 30] [--images 4]
 (default model: a random-weight tiny IF pipeline at 32×32, built offline; --model loads a
@@ -29,12 +30,13 @@ from reschrom.compose import PromptComposer, heaviside_weights
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="pipeline folder (default: tiny IF, random weights)")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resolution", type=int, default=32)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
 
     if args.model:
         from reschrom.pipelines import load_pipeline
@@ -64,21 +66,23 @@ def main() -> None:
     with torch.no_grad():
         for f in modes.values():  # warm-up
             f()
-        times: dict[str, list[float]] = {k: [] for k in modes}
+        cpu: dict[str, list[float]] = {k: [] for k in modes}
+        wall: dict[str, list[float]] = {k: [] for k in modes}
         outs = {}
         for _ in range(args.repeats):
             for name, f in modes.items():
-                t0 = time.perf_counter()
+                c0, w0 = time.process_time(), time.perf_counter()
                 outs[name] = f()
-                times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+                cpu[name].append(time.process_time() - c0)
+                wall[name].append(time.perf_counter() - w0)
+    med = {k: min(v) for k, v in cpu.items()}
     rows_h = sorted({r.rows for r in heavi.records})
     rows_n = sorted({r.rows for r in naive.records})
     diff = float((outs["heaviside"] - outs["naive"]).abs().max())
     print(f"pipeline: {type(pipe).__name__}, {args.images} images × {args.steps} steps, "
-          f"median of {args.repeats}, {torch.get_num_threads()} threads")
+          f"{args.repeats} runs each, {torch.get_num_threads()} thread(s)")
     for k, v in med.items():
-        print(f"  {k:10s} {v:8.3f} s")
+        print(f"  {k:10s} CPU {v:8.3f} s (min)   wall {statistics.median(wall[k]):8.3f} s (median)")
     print(f"  denoiser rows per step: plain {2 * args.images}, heaviside {rows_h}, naive {rows_n}")
     print(f"  max |heaviside - naive| image difference: {diff:.2e} (same maths, different batches)")
     print(f"ratio heaviside / plain CFG: {med['heaviside'] / med['plain CFG']:.3f}   (goal ≤ 1.05)")

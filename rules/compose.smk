@@ -1,9 +1,16 @@
 # Time-dependent prompt composing (paper §4.3, eq. 6 and 25, Fig. 7 and 9).
 
 
-from reschrom.pairs import eta_label, find_pair, model_constraint, pair_ids, sweep_etas
+from reschrom.pairs import (
+    eta_label,
+    find_pair,
+    model_constraint,
+    pair_ids,
+    selected_models,
+    sweep_etas,
+)
 
-COMPOSE_MODELS = model_constraint(config["compose"]["models"])
+COMPOSE_MODELS = model_constraint(selected_models(config["compose"], "compose"))
 
 
 def get_compose_spec(model):
@@ -25,7 +32,7 @@ def get_compose_pair_images(model):
 
 
 def get_compose_outputs():
-    models = list(config["compose"]["models"])
+    models = selected_models(config["compose"], "compose")
     return (
         expand("results/compose/{model}/metrics.parquet", model=models)
         + expand("results/figures/compose_{model}.png", model=models)

@@ -1,9 +1,9 @@
 # Coarse-to-fine generation: spectra of the change of x̂0 along sampling trajectories (paper Fig. 1, eq. 7).
 
 
-from reschrom.pairs import model_constraint
+from reschrom.pairs import model_constraint, selected_models
 
-SPECTRA_MODELS = model_constraint(config["spectra"]["models"])
+SPECTRA_MODELS = model_constraint(selected_models(config["spectra"], "spectra"))
 
 
 def get_spectra_spec(model):
@@ -12,7 +12,7 @@ def get_spectra_spec(model):
 
 
 def get_spectra_outputs():
-    models = list(config["spectra"]["models"])
+    models = selected_models(config["spectra"], "spectra")
     return expand("results/spectra/{model}.parquet", model=models) + expand(
         "results/figures/x0_spectra_{model}.png", model=models
     )

@@ -297,3 +297,27 @@ def test_build_pipeline_from_config_entries(tmp_path, if_pipe):
     assert isinstance(pipe.scheduler, DDIMScheduler)
     with pytest.raises(ValueError, match="sampler"):
         compose.build_pipeline({"kind": "oracle", "sampler": "euler"}, "cpu")
+
+
+def test_run_list_must_name_defined_models(repo):
+    import copy
+
+    import yaml
+
+    from reschrom.config import ConfigError, validate_config
+
+    schema = repo / "schemas" / "config.schema.yaml"
+    smoke = yaml.safe_load((repo / "configs" / "smoke.yaml").read_text())
+    cfg = copy.deepcopy(smoke)
+    cfg["compose"]["run"] = ["sd15"]
+    with pytest.raises(ConfigError, match=r"compose\.run.*'sd15'.*not defined"):
+        validate_config(cfg, schema)
+    cfg = copy.deepcopy(smoke)
+    cfg["spectra"]["models"]["toy"].pop("path")
+    with pytest.raises(ConfigError, match="path"):
+        validate_config(cfg, schema)
+    cfg = copy.deepcopy(smoke)
+    del cfg["compose"]["etas"]
+    validate_config(cfg, schema)
+    assert cfg["compose"]["etas"] == [1.0, 0.8, 0.6, 0.4, 0.2]  # schema defaults
+    assert cfg["compose"]["models"]["oracle"]["sampler"] == "default"

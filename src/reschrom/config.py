@@ -97,6 +97,13 @@ def _check_semantics(config: Mapping[str, Any]) -> None:
         if name not in schedules:
             allowed = ", ".join(sorted(schedules))
             raise ConfigError(f"config key 'theory.schedules': {name!r} is not defined under 'schedules'; defined: {allowed}")
+    for key in ("compose", "spectra"):  # `run` names models defined in the same section
+        from reschrom.pairs import selected_models
+
+        try:
+            selected_models(config.get(key, {}), key)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     for name, spec in schedules.items():
         if spec.get("type") == "diffusers":
             p = Path(spec.get("path", ""))
