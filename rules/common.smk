@@ -70,6 +70,324 @@ def get_model_source(spec):
     return []
 
 
+# ---- data (rules/data.smk) ----------------------------------------------------
+
+
+def get_data_config(dataset):
+    """The `data` config block; `dataset` must be its name."""
+    if dataset != config["data"]["name"]:
+        raise ValueError(
+            f"dataset {dataset!r} is not configured (config key 'data.name' is "
+            f"{config['data']['name']!r})"
+        )
+    return config["data"]
+
+
+def get_data_levels():
+    """Levels m ≥ 1 the workflow stores: 1 (low-resolution model) … num_levels - 1."""
+    top = max(1, int(config["training"]["num_levels"]) - 1)
+    if config["models"].get("t2i"):
+        top = max(top, int(config["models"]["t2i"].get("level", 0)))
+    return list(range(1, top + 1))
+
+
+def get_data_outputs():
+    ds = config["data"]["name"]
+    return expand(
+        "results/data/{dataset}/{split}/level_{m}.safetensors",
+        dataset=ds,
+        split=["train", "test"],
+        m=[0] + get_data_levels(),
+    ) + expand(
+        "results/data/{dataset}/{split}/captions.parquet",
+        dataset=ds,
+        split=["train", "test"],
+    )
+
+
+# ---- train (rules/train.smk) --------------------------------------------------
+
+
+def get_model_names():
+    """lowres, residual, level_0 … level_{M-1}, t2i (empty when no models are configured)."""
+    if not config["models"]:
+        return []
+    M = int(config["training"]["num_levels"])
+    return ["lowres", "residual"] + [f"level_{m}" for m in range(M)] + ["t2i"]
+
+
+def _model_block(name):
+    models = config["models"]
+    if name in models:
+        return models[name]
+    if name.startswith("level_") and "level" in models:
+        return models["level"]
+    raise ValueError(f"config key 'models.{name}': missing")
+
+
+def get_model_cfg(name):
+    """The architecture of model `name` (its models.<name> block without `train`)."""
+    return {k: v for k, v in _model_block(name).items() if k != "train"}
+
+
+def get_train_cfg(name):
+    """Training hyperparameters of model `name`: `training`, overridden by models.<name>.train."""
+    shared = {k: v for k, v in config["training"].items() if k not in ("schedule", "num_levels")}
+    return {**shared, **_model_block(name).get("train", {})}
+
+
+def get_train_schedule():
+    name = config["training"]["schedule"]
+    return {"name": name, "spec": config["schedules"][name]}
+
+
+def get_t2i_data(wildcards):
+    lvl = int(config["models"]["t2i"].get("level", 0))
+    return {
+        "data": f"results/data/{wildcards.dataset}/train/level_{lvl}.safetensors",
+        "captions": f"results/data/{wildcards.dataset}/train/captions.parquet",
+    }
+
+
+def get_training_outputs():
+    names = get_model_names()
+    ds = config["data"]["name"]
+    return expand("results/models/{dataset}/{model}", dataset=ds, model=names) + expand(
+        "results/figures/loss_{dataset}_{model}.png", dataset=ds, model=names
+    )
+
+
+# ---- chromatography (rules/chromatography.smk) --------------------------------
+
+import re as _re
+
+from reschrom.chromatography import PROMPT_ID_PATTERN, prompt_ids, read_prompts
+
+
+def get_chromatography_measured():
+    """The models to measure: chromatography.measure, or every defined model."""
+    models = config["chromatography"]["models"]
+    names = config["chromatography"].get("measure", list(models))
+    for name in names:
+        if name not in models:
+            sys.stderr.write(
+                f"reschrom: config key 'chromatography.measure': {name!r} is not defined under "
+                f"'chromatography.models'; defined: {', '.join(sorted(models))}\n"
+            )
+            sys.exit(1)
+    return list(names)
+
+
+def get_chromatography_model(model):
+    """The config entry of chromatography model `model`."""
+    return config["chromatography"]["models"][model]
+
+
+def get_chromatography_run_spec(model):
+    """The entry without its prompt list: a dump depends on its own prompt only, so adding a
+    prompt leaves the other dumps' params (and hence their jobs) unchanged."""
+    return {k: v for k, v in get_chromatography_model(model).items() if k != "prompts"}
+
+
+def get_chromatography_model_pattern():
+    """Wildcard constraint: exactly the configured model names."""
+    names = list(config["chromatography"]["models"])
+    return "|".join(_re.escape(n) for n in names) if names else "(?!)"
+
+
+def get_chromatography_prompts(model):
+    """{prompt_id: prompt} of `model`: its own `prompts`, else chromatography.prompts (list or TSV)."""
+    spec = get_chromatography_model(model)
+    prompts = spec.get("prompts", config["chromatography"]["prompts"])
+    return prompt_ids(read_prompts(prompts, base=workflow.basedir))
+
+
+def get_chromatography_prompt(model, prompt_id):
+    """The prompt text of `prompt_id` (ids are slugs plus a hash: no raw text in any path)."""
+    return get_chromatography_prompts(model)[prompt_id]
+
+
+def get_chromatography_model_input(wildcards):
+    """The model folder as input when it is local (the toy model: results/models/{dataset}/t2i)."""
+    spec = get_chromatography_model(wildcards.model)
+    path = spec.get("path")
+    if spec["kind"] == "pipeline" and path and (path.startswith("results/") or os.path.isdir(path)):
+        return [path]
+    return []
+
+
+def get_guidance_dumps(wildcards):
+    """Every prompt's guidance dump of one model."""
+    ids = get_chromatography_prompts(wildcards.model)
+    return expand(
+        "results/guidance/{model}/{prompt_id}.parquet",
+        model=wildcards.model,
+        prompt_id=list(ids),
+    )
+
+
+def get_chromatography_outputs():
+    models = get_chromatography_measured()
+    outs = (
+        expand("results/chromatography/{model}.parquet", model=models)
+        + expand("results/chromatography/{model}_agreement.parquet", model=models)
+        + expand("results/figures/chromatography_{model}.png", model=models)
+        + expand("results/figures/chromatography_prompts_{model}.png", model=models)
+    )
+    if config["chromatography"]["dump_tensors"]:
+        for model in models:
+            outs += expand(
+                "results/guidance_tensors/{model}/{prompt_id}.safetensors",
+                model=model,
+                prompt_id=list(get_chromatography_prompts(model)),
+            )
+    return outs
+
+
+# ---- compose (rules/compose.smk) ----------------------------------------------
+
+from reschrom.pairs import (
+    eta_label,
+    find_pair,
+    model_constraint,
+    pair_ids,
+    selected_models,
+    sweep_etas,
+)
+
+COMPOSE_MODELS = model_constraint(selected_models(config["compose"], "compose"))
+
+
+def get_compose_spec(model):
+    """The config entry of a composing model (source, sampler, pairs, guidance)."""
+    return config["compose"]["models"][model]
+
+
+def get_compose_etas():
+    return sweep_etas(config["compose"]["etas"])
+
+
+def get_compose_pair_images(model):
+    return expand(
+        "results/compose/{model}/{pair_id}/eta_{eta}.png",
+        model=model,
+        pair_id=pair_ids(get_compose_spec(model)),
+        eta=[eta_label(e) for e in get_compose_etas()],
+    )
+
+
+def get_compose_outputs():
+    models = selected_models(config["compose"], "compose")
+    return (
+        expand("results/compose/{model}/metrics.parquet", model=models)
+        + expand("results/figures/compose_{model}.png", model=models)
+        + expand("results/figures/compose_pairs_{model}.png", model=models)
+    )
+
+
+# ---- spectra (rules/spectra.smk) ----------------------------------------------
+
+from reschrom.pairs import model_constraint, selected_models
+
+SPECTRA_MODELS = model_constraint(selected_models(config["spectra"], "spectra"))
+
+
+def get_spectra_spec(model):
+    """The config entry of a model whose x̂0 spectra are measured (source, prompts, guidance)."""
+    return config["spectra"]["models"][model]
+
+
+def get_spectra_outputs():
+    models = selected_models(config["spectra"], "spectra")
+    return expand("results/spectra/{model}.parquet", model=models) + expand(
+        "results/figures/x0_spectra_{model}.png", model=models
+    )
+
+
+# ---- upscale (rules/upscale.smk) ----------------------------------------------
+
+UPSCALE_VARIANTS = "full|no_time_adjustment|no_intensity_rescaling|neither|nearest|bicubic|multilevel"
+
+
+def get_upscale_dataset():
+    """{dataset} of the upscaling outputs: data.name for trained models, 'analytic' for the
+    exact Gaussian model (no training needed)."""
+    if config["upscale"]["source"] == "analytic":
+        return "analytic"
+    return config["data"]["name"]
+
+
+def get_upscale_models(wildcards):
+    """Model folders variant {variant} samples from: lowres + residual (eq. 22), lowres alone
+    (upsampled baselines), level_0 … level_{M-1} (eq. 24); none for the analytic source."""
+    if config["upscale"]["source"] == "analytic":
+        return {}
+    root = f"results/models/{wildcards.dataset}"
+    if wildcards.variant in ("nearest", "bicubic"):
+        return {"lowres": f"{root}/lowres"}
+    if wildcards.variant == "multilevel":
+        M = int(config["training"]["num_levels"])
+        return {f"level_{m}": f"{root}/level_{m}" for m in range(M)}
+    return {"lowres": f"{root}/lowres", "residual": f"{root}/residual"}
+
+
+def get_upscale_data(wildcards):
+    """Held-out full-resolution images the metrics compare against."""
+    if config["upscale"]["source"] == "analytic":
+        return f"results/upscale/{wildcards.dataset}/reference.safetensors"
+    return f"results/data/{wildcards.dataset}/test/level_0.safetensors"
+
+
+def get_upscale_samples(wildcards):
+    return {
+        v: f"results/upscale/{wildcards.dataset}/samples/{v}.safetensors"
+        for v in config["upscale"]["variants"]
+    }
+
+
+def get_upscale_grid_samples(wildcards):
+    return {
+        v: f"results/upscale/{wildcards.dataset}/samples/{v}.safetensors"
+        for v in config["upscale"]["grid_rows"]
+    }
+
+
+def get_upscale_sampling_params():
+    """Everything that changes the samples (and nothing that only changes a figure)."""
+    up = config["upscale"]
+    keys = (
+        "source",
+        "sampler",
+        "eta",
+        "num_inference_steps",
+        "num_samples",
+        "batch_size",
+        "seed",
+        "threshold",
+    )
+    out = {k: up[k] for k in keys}
+    if up["source"] == "analytic":
+        out["analytic"] = {
+            k: v for k, v in up["analytic"].items() if k not in ("num_levels", "num_reference")
+        }
+        out["num_levels"] = int(up["analytic"]["num_levels"])
+    else:
+        out["num_levels"] = int(config["training"]["num_levels"])
+    return out
+
+
+def get_upscale_outputs():
+    """metrics.parquet and the two figures; nothing when no models are configured to train."""
+    if config["upscale"]["source"] == "trained" and not config["models"]:
+        return []
+    ds = get_upscale_dataset()
+    return [
+        f"results/upscale/{ds}/metrics.parquet",
+        f"results/figures/upscale_{ds}.png",
+        f"results/figures/upscale_spectra_{ds}.png",
+    ]
+
+
 def get_final_outputs():
     return (
         get_theory_outputs()

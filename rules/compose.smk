@@ -1,45 +1,6 @@
 # Time-dependent prompt composing (paper §4.3, eq. 6 and 25, Fig. 7 and 9).
 
 
-from reschrom.pairs import (
-    eta_label,
-    find_pair,
-    model_constraint,
-    pair_ids,
-    selected_models,
-    sweep_etas,
-)
-
-COMPOSE_MODELS = model_constraint(selected_models(config["compose"], "compose"))
-
-
-def get_compose_spec(model):
-    """The config entry of a composing model (source, sampler, pairs, guidance)."""
-    return config["compose"]["models"][model]
-
-
-def get_compose_etas():
-    return sweep_etas(config["compose"]["etas"])
-
-
-def get_compose_pair_images(model):
-    return expand(
-        "results/compose/{model}/{pair_id}/eta_{eta}.png",
-        model=model,
-        pair_id=pair_ids(get_compose_spec(model)),
-        eta=[eta_label(e) for e in get_compose_etas()],
-    )
-
-
-def get_compose_outputs():
-    models = selected_models(config["compose"], "compose")
-    return (
-        expand("results/compose/{model}/metrics.parquet", model=models)
-        + expand("results/figures/compose_{model}.png", model=models)
-        + expand("results/figures/compose_pairs_{model}.png", model=models)
-    )
-
-
 rule compose_pair:
     input:
         lambda wc: get_model_source(get_compose_spec(wc.model)),

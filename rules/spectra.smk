@@ -1,23 +1,6 @@
 # Coarse-to-fine generation: spectra of the change of x̂0 along sampling trajectories (paper Fig. 1, eq. 7).
 
 
-from reschrom.pairs import model_constraint, selected_models
-
-SPECTRA_MODELS = model_constraint(selected_models(config["spectra"], "spectra"))
-
-
-def get_spectra_spec(model):
-    """The config entry of a model whose x̂0 spectra are measured (source, prompts, guidance)."""
-    return config["spectra"]["models"][model]
-
-
-def get_spectra_outputs():
-    models = selected_models(config["spectra"], "spectra")
-    return expand("results/spectra/{model}.parquet", model=models) + expand(
-        "results/figures/x0_spectra_{model}.png", model=models
-    )
-
-
 rule x0_spectra:
     input:
         lambda wc: get_model_source(get_spectra_spec(wc.model)),

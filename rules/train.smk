@@ -1,59 +1,6 @@
 # Training (§4.2, eq. 20–23): one job per model, each a diffusers pipeline folder.
 
 
-def get_model_names():
-    """lowres, residual, level_0 … level_{M-1}, t2i (empty when no models are configured)."""
-    if not config["models"]:
-        return []
-    M = int(config["training"]["num_levels"])
-    return ["lowres", "residual"] + [f"level_{m}" for m in range(M)] + ["t2i"]
-
-
-def _model_block(name):
-    models = config["models"]
-    if name in models:
-        return models[name]
-    if name.startswith("level_") and "level" in models:
-        return models["level"]
-    raise ValueError(f"config key 'models.{name}': missing")
-
-
-def get_model_cfg(name):
-    """The architecture of model `name` (its models.<name> block without `train`)."""
-    return {k: v for k, v in _model_block(name).items() if k != "train"}
-
-
-def get_train_cfg(name):
-    """Training hyperparameters of model `name`: `training`, overridden by models.<name>.train."""
-    shared = {
-        k: v
-        for k, v in config["training"].items()
-        if k not in ("schedule", "num_levels")
-    }
-    return {**shared, **_model_block(name).get("train", {})}
-
-
-def get_train_schedule():
-    name = config["training"]["schedule"]
-    return {"name": name, "spec": config["schedules"][name]}
-
-
-def get_t2i_data(wildcards):
-    lvl = int(config["models"]["t2i"].get("level", 0))
-    return {
-        "data": f"results/data/{wildcards.dataset}/train/level_{lvl}.safetensors",
-        "captions": f"results/data/{wildcards.dataset}/train/captions.parquet",
-    }
-
-
-def get_training_outputs():
-    names = get_model_names()
-    ds = config["data"]["name"]
-    return expand("results/models/{dataset}/{model}", dataset=ds, model=names) + expand(
-        "results/figures/loss_{dataset}_{model}.png", dataset=ds, model=names
-    )
-
-
 rule train_lowres:
     input:
         data="results/data/{dataset}/train/level_1.safetensors",
@@ -63,11 +10,6 @@ rule train_lowres:
         "results/logs/train_lowres/{dataset}.log",
     benchmark:
         "results/benchmarks/train_lowres/{dataset}.tsv"
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
     params:
         kind="lowres",
         level=0,
@@ -79,6 +21,11 @@ rule train_lowres:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/lowres",
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -92,11 +39,6 @@ rule train_residual:
         "results/logs/train_residual/{dataset}.log",
     benchmark:
         "results/benchmarks/train_residual/{dataset}.tsv"
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
     params:
         kind="residual",
         level=0,
@@ -108,6 +50,11 @@ rule train_residual:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/residual",
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -123,11 +70,6 @@ rule train_level:
         "results/benchmarks/train_level/{dataset}_{m}.tsv"
     wildcard_constraints:
         m="[0-9]+",
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
     params:
         kind="level",
         level=lambda wc: int(wc.m),
@@ -139,6 +81,11 @@ rule train_level:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/level_{m}",
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -152,11 +99,6 @@ rule train_t2i:
         "results/logs/train_t2i/{dataset}.log",
     benchmark:
         "results/benchmarks/train_t2i/{dataset}.tsv"
-    conda:
-        "../envs/reschrom.yaml"
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
     params:
         kind="t2i",
         level=0,
@@ -168,6 +110,11 @@ rule train_t2i:
         seed=config["seed"],
         device=config["device"],
         checkpoints="results/checkpoints/{dataset}/t2i",
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/train_model.py"
 
@@ -190,12 +137,12 @@ rule plot_training_loss:
         "results/logs/plot_training_loss/{dataset}_{model}.log",
     wildcard_constraints:
         model="lowres|residual|t2i|level_[0-9]+",
-    conda:
-        "../envs/reschrom.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
     threads: get_threads("plot")
     resources:
         **get_resources("plot"),
-    params:
-        dpi=config["figures"]["dpi"],
+    conda:
+        "../envs/reschrom.yaml"
     script:
         "../scripts/plot_training_loss.py"
