@@ -51,6 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     res = Path(args.results)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     caps = load_captions(res / f"data/{args.dataset}/test/captions.parquet").sort_values("index")
     prompts = list(caps.caption[: args.n])
     real = load_level(res / f"data/{args.dataset}/test/level_{args.level}.safetensors")[: args.n]

@@ -20,6 +20,7 @@ are decoded by the VAE.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,10 @@ def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[
     original = sched.step
     had_instance_attr = "step" in vars(sched)
 
+    # functools.wraps keeps step's signature visible to inspect: pipelines pass `generator`
+    # to scheduler.step only if its signature names it (prepare_extra_step_kwargs); without
+    # it the scheduler's noise would come from the global RNG and runs would not reproduce.
+    @functools.wraps(original)
     def step(model_output, timestep, sample, *args, **kwargs):  # noqa: ANN001, ANN202
         t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
         c = sample.shape[1]

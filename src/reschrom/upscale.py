@@ -17,6 +17,7 @@ model whose ε(x_t, t) is known in closed form at every resolution (used by the 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -323,7 +324,9 @@ def save_samples(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, m
         save_file(
             {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()},
             str(tmp),
-            metadata={k: str(v) for k, v in (metadata or {}).items()},
+            # one key holding sorted JSON: safetensors writes a metadata map in hash order,
+            # which would make identical runs differ byte for byte
+            metadata={"reschrom": json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)},
         )
 
 

@@ -1,0 +1,44 @@
+"""Atomic writes and named errors of reschrom.io."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+from reschrom.io import CorruptFileError, atomic_path, read_parquet, write_parquet
+
+
+def test_atomic_write_roundtrip_and_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "a" / "t.parquet"
+        write_parquet(pd.DataFrame({"x": [1, 2]}), out)
+    finally:
+        os.umask(old)
+    assert read_parquet(out)["x"].tolist() == [1, 2]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert [p.name for p in out.parent.iterdir()] == ["t.parquet"]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    out = tmp_path / "t.parquet"
+    write_parquet(pd.DataFrame({"x": [1]}), out)
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert read_parquet(out)["x"].tolist() == [1]  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_corrupt_and_missing_parquet_are_named(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    write_parquet(pd.DataFrame({"x": range(100)}), bad)
+    bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(CorruptFileError, match="bad.parquet"):
+        read_parquet(bad)
+    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+        read_parquet(tmp_path / "nope.parquet")
