@@ -42,3 +42,33 @@ def test_corrupt_and_missing_parquet_are_named(tmp_path):
         read_parquet(bad)
     with pytest.raises(FileNotFoundError, match="nope.parquet"):
         read_parquet(tmp_path / "nope.parquet")
+
+
+def _tiny_ddpm_folder(path):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       layers_per_block=1, norm_num_groups=4)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(path)
+    return path
+
+
+def test_garbled_or_missing_model_files_are_named(tmp_path):
+    from reschrom.io import check_model_folder
+    from reschrom.upscale import load_model
+
+    folder = _tiny_ddpm_folder(tmp_path / "m")
+    load_model(folder)  # intact: loads
+    weights = next((folder / "unet").glob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CorruptFileError, match=weights.name):
+        load_model(folder)
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage}" + data[100:])  # garbled header
+    with pytest.raises(CorruptFileError, match=weights.name):
+        check_model_folder(folder)
+    weights.unlink()
+    (folder / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="scheduler"):
+        load_model(folder)

@@ -120,6 +120,9 @@ def _kill_when(wd: Path, target: str, trigger: str, seed: int) -> bool:
 INTERRUPTIONS = [
     # killed after its first checkpoint: must resume from it and end bitwise identical
     ("train_t2i", "results/models/shapes/t2i", "results/checkpoints/shapes/t2i/*", "results/models/shapes/t2i/"),
+    # killed while sampling an upscaling variant
+    ("upscale_sample", "results/upscale/shapes/samples/full.safetensors", "results/logs/upscale_sample/*",
+     "results/upscale/shapes/samples/full"),
     # killed while dumping: the atomic write leaves no partial Parquet behind
     ("guidance_dump", "results/chromatography/oracle.parquet", "results/logs/guidance_dump/oracle/*",
      "results/guidance/oracle/"),

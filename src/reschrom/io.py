@@ -73,3 +73,27 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:  # noqa: 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     plt.close(fig)
+
+
+def check_model_folder(folder: str | os.PathLike, subfolders: tuple[str, ...] = ()) -> None:
+    """Check a local ``save_pretrained`` folder before loading it: the required subfolders and
+    config files exist and every ``*.safetensors`` file has a readable header. Errors name the
+    file, so a truncated or garbled weight file is never loaded silently or reported vaguely."""
+    from safetensors import safe_open
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"model folder not found: {root}")
+    for sub in subfolders:
+        d = root / sub
+        if not d.is_dir():
+            raise FileNotFoundError(f"model folder {root} is missing {sub}/")
+        if not any((d / n).is_file() for n in ("config.json", "scheduler_config.json", "tokenizer_config.json")):
+            raise FileNotFoundError(f"model folder {root} is missing a config file in {sub}/")
+    for f in sorted(root.rglob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                for key in fh.keys():
+                    fh.get_slice(key)
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types
+            raise CorruptFileError(f"corrupt weights file {f}: {str(e).splitlines()[0]}") from None

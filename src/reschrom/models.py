@@ -230,6 +230,9 @@ def load_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu")
     p = os.fspath(folder)
     if not os.path.isfile(os.path.join(p, "model_index.json")):
         raise FileNotFoundError(f"no diffusers pipeline at {p} (model_index.json missing)")
+    from reschrom.io import check_model_folder
+
+    check_model_folder(p)
     kwargs: dict[str, Any] = {}
     import json
 

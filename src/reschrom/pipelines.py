@@ -299,6 +299,10 @@ def load_pipeline(
     local = os.path.isdir(path)
     if not local and os.path.sep in path and path.startswith((".", "/", "results")):
         raise FileNotFoundError(f"pipeline folder not found: {path}")
+    if local:
+        from reschrom.io import check_model_folder
+
+        check_model_folder(path)
     kw: dict[str, Any] = {"dtype": dt}
     if not local and "IF-" in path:
         kw.update(safety_checker=None, watermarker=None, feature_extractor=None)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from reschrom import pyramid, sampling, theory
-from reschrom.io import atomic_path
+from reschrom.io import atomic_path, check_model_folder
 from reschrom.schedules import Schedule
 
 CASCADE_VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -167,6 +167,7 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu") ->
     p = Path(folder)
     if not (p / "unet").is_dir() or not (p / "scheduler").is_dir():
         raise FileNotFoundError(f"model folder {p} needs unet/ and scheduler/ (DDPMPipeline layout)")
+    check_model_folder(p, ("unet", "scheduler"))
     unet = UNet2DModel.from_pretrained(p, subfolder="unet").to(device).eval()
     sched = DDPMScheduler.from_pretrained(p, subfolder="scheduler")
     size = unet.config.sample_size
