@@ -1,9 +1,18 @@
 """reschrom: Resolution Chromatography of Diffusion Models (Hwang, Park and Jo).
 
-Modules, one idea each: :mod:`schedules` (noise schedules, SNR and its inverse),
-:mod:`theory` (time adjustment, intensity factor, chromatography), :mod:`pyramid`
-(pooling pyramid, resolution bands, Algorithm 1), :mod:`io` (Parquet, atomic writes),
-:mod:`plots` (figures), :mod:`config` (config validation).
+Modules, one idea each:
+
+* theory core — :mod:`schedules` (noise schedules, SNR and its inverse), :mod:`theory` (time
+  adjustment τ_m, intensity factor λ^(m), chromatography r_m, eq. 13–18, 34), :mod:`pyramid`
+  (D, U, resolution bands of eq. 19, Algorithm 1), :mod:`spectra` (RAPSD);
+* data and models — :mod:`data` (datasets and their pyramid), :mod:`models` (diffusers models
+  built from config), :mod:`training` (eq. 20–23), :mod:`pipelines` (tiny offline pipelines and
+  the real loader), :mod:`oracle` (an exact-posterior model);
+* measurement — :mod:`probe` (per-step CFG capture), :mod:`chromatography` (dumps, aggregation,
+  agreement), :mod:`trajectory` (x̂0 along sampling, Fig. 1);
+* applications — :mod:`sampling` (DDIM/DDPM, eq. 22/24 composites), :mod:`upscale`, :mod:`metrics`,
+  :mod:`compose` (eq. 6, 25), :mod:`pairs`;
+* plumbing — :mod:`io` (atomic Parquet/safetensors/PNG), :mod:`config` (validation), plots.
 """
 
 __version__ = "0.1.0"
