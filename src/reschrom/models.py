@@ -221,32 +221,14 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
 
 
 def load_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
-    """Load a saved model folder with ``DiffusionPipeline.from_pretrained`` onto ``device``.
+    """Load a saved model folder in float32 with :func:`reschrom.pipelines.load_pipeline`
+    (``DiffusionPipeline.from_pretrained``) onto ``device``.
 
     Raises ``FileNotFoundError`` naming the folder when it has no ``model_index.json``.
     """
-    from diffusers import DiffusionPipeline
+    from reschrom.pipelines import load_pipeline as _load
 
     p = os.fspath(folder)
     if not os.path.isfile(os.path.join(p, "model_index.json")):
         raise FileNotFoundError(f"no diffusers pipeline at {p} (model_index.json missing)")
-    from reschrom.io import check_model_folder
-
-    check_model_folder(p)
-    kwargs: dict[str, Any] = {}
-    import json
-
-    with open(os.path.join(p, "model_index.json")) as f:
-        if json.load(f).get("_class_name") == "IFPipeline":
-            kwargs.update(safety_checker=None, feature_extractor=None, watermarker=None,
-                          requires_safety_checker=False)
-    pipe = DiffusionPipeline.from_pretrained(p, **kwargs)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(torch.device(device))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return _load(p, device, dtype=torch.float32)

@@ -373,7 +373,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from reschrom.models import resolve_device
+    from reschrom.pipelines import resolve_device
 
     cfg = _cfg(spec.train_cfg)
     dev = resolve_device(str(device)) if isinstance(device, str) else device

@@ -377,13 +377,6 @@ def save_grid(x: torch.Tensor, path: str | os.PathLike, ncol: int = 8, scale: in
         Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g).save(tmp, format="PNG")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` where available, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def run_variant(
     variant: str,
     out_samples: str | os.PathLike,
@@ -407,6 +400,8 @@ def run_variant(
     safetensors (``images``, ``lowres`` for low-res variants) and a PNG grid of the first 16."""
     if threads:
         torch.set_num_threads(int(threads))
+    from reschrom.pipelines import resolve_device
+
     dev = resolve_device(device)
     if source == "analytic":
         models = analytic_models(HaarGaussian.default(**dict(analytic or {})), num_levels)
