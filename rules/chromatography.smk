@@ -15,7 +15,8 @@ rule guidance_dump:
         model=get_chromatography_model_pattern(),
         prompt_id=PROMPT_ID_PATTERN,
     params:
-        spec=lambda wc: get_chromatography_run_spec(wc.model),
+        model=lambda wc: get_model_load_spec(wc.model),
+        settings=lambda wc: get_chromatography_run_spec(wc.model),
         prompt=lambda wc: get_chromatography_prompt(wc.model, wc.prompt_id),
         device=config["device"],
         kernel=config["kernel"],
@@ -41,7 +42,8 @@ rule guidance_tensors:
         model=get_chromatography_model_pattern(),
         prompt_id=PROMPT_ID_PATTERN,
     params:
-        spec=lambda wc: get_chromatography_run_spec(wc.model),
+        model=lambda wc: get_model_load_spec(wc.model),
+        settings=lambda wc: get_chromatography_run_spec(wc.model),
         prompt=lambda wc: get_chromatography_prompt(wc.model, wc.prompt_id),
         device=config["device"],
         kernel=config["kernel"],

@@ -1,4 +1,5 @@
 import os
+import re as _re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,33 @@ try:
 except ConfigError as err:
     sys.stderr.write(f"reschrom: {err}\n")
     sys.exit(1)
+
+from reschrom import registry
+
+
+def get_model_load_spec(name):
+    """What loading registry model `name` needs (its kind, path/factory/…): a rule's params."""
+    return registry.load_spec(config, name)
+
+
+def get_model_input(name):
+    """The folder of a trained model or a local pipeline as rule input (else nothing)."""
+    return registry.model_inputs(config, name)
+
+
+def get_stage_settings(stage, name, drop=()):
+    """Stage settings of model `name`: the stage's, with overrides.<name> applied."""
+    s = registry.stage_settings(config, stage, name)
+    return {k: v for k, v in s.items() if k not in drop}
+
+
+def get_stage_models(stage):
+    return registry.stage_models(config, stage)
+
+
+def get_model_pattern(names):
+    """Wildcard constraint: exactly these model names."""
+    return "|".join(_re.escape(n) for n in names) if names else "(?!)"
 
 
 def get_resources(group):
@@ -61,15 +89,6 @@ def get_theory_outputs():
     )
 
 
-def get_model_source(spec):
-    """A pipeline model's `path` as rule input when it is a local folder (the toy model under
-    results/ is built by this workflow): the oracle is built in memory, hub ids are not files."""
-    path = spec.get("path")
-    if spec["kind"] == "pipeline" and path and (path.startswith("results/") or os.path.isdir(path)):
-        return [path]
-    return []
-
-
 # ---- data (rules/data.smk) ----------------------------------------------------
 
 
@@ -86,8 +105,10 @@ def get_data_config(dataset):
 def get_data_levels():
     """Levels m ≥ 1 the workflow stores: 1 (low-resolution model) … num_levels - 1."""
     top = max(1, int(config["training"]["num_levels"]) - 1)
-    if config["models"].get("t2i"):
-        top = max(top, int(config["models"]["t2i"].get("level", 0)))
+    for name in get_model_names():
+        e = registry.model_entry(config, name)
+        if e.get("task") == "t2i":
+            top = max(top, int(e.get("level", 0)))
     return list(range(1, top + 1))
 
 
@@ -109,31 +130,43 @@ def get_data_outputs():
 
 
 def get_model_names():
-    """lowres, residual, level_0 … level_{M-1}, t2i (empty when no models are configured)."""
-    if not config["models"]:
-        return []
-    M = int(config["training"]["num_levels"])
-    return ["lowres", "residual"] + [f"level_{m}" for m in range(M)] + ["t2i"]
+    """Trained models this run needs: those its stages name, and the upscaling models
+    (a model that no stage uses is trained only when asked for as a target)."""
+    used = []
+    for stage in ("chromatography", "compose", "spectra"):
+        used += get_stage_models(stage)
+    up = config["upscale"]
+    if up["source"] == "trained" and get_upscale_outputs_wanted():
+        used += [up["models"]["lowres"], up["models"]["residual"]]
+        if "multilevel" in up["variants"]:
+            used.append(up["models"]["levels"])
+    out = []
+    for name in dict.fromkeys(used):
+        e = registry.model_entry(config, name)
+        if e.get("kind") != "trained":
+            continue
+        if e["task"] == "level":
+            out += registry.trained_names(config, "level")
+        else:
+            out.append(name)
+    return out
 
 
-def _model_block(name):
-    models = config["models"]
-    if name in models:
-        return models[name]
-    if name.startswith("level_") and "level" in models:
-        return models["level"]
-    raise ValueError(f"config key 'models.{name}': missing")
+def get_trained_pattern(task=None):
+    """Wildcard constraint: the trained registry models (of one task)."""
+    return get_model_pattern(registry.trained_names(config, task))
 
 
 def get_model_cfg(name):
-    """The architecture of model `name` (its models.<name> block without `train`)."""
-    return {k: v for k, v in _model_block(name).items() if k != "train"}
+    """The architecture of trained model `name` (its entry without kind/task/train)."""
+    skip = ("kind", "task", "train")
+    return {k: v for k, v in registry.model_entry(config, name).items() if k not in skip}
 
 
 def get_train_cfg(name):
     """Training hyperparameters of model `name`: `training`, overridden by models.<name>.train."""
     shared = {k: v for k, v in config["training"].items() if k not in ("schedule", "num_levels")}
-    return {**shared, **_model_block(name).get("train", {})}
+    return {**shared, **registry.model_entry(config, name).get("train", {})}
 
 
 def get_train_schedule():
@@ -142,7 +175,7 @@ def get_train_schedule():
 
 
 def get_t2i_data(wildcards):
-    lvl = int(config["models"]["t2i"].get("level", 0))
+    lvl = int(registry.model_entry(config, wildcards.model).get("level", 0))
     return {
         "data": f"results/data/{wildcards.dataset}/train/level_{lvl}.safetensors",
         "captions": f"results/data/{wildcards.dataset}/train/captions.parquet",
@@ -159,46 +192,28 @@ def get_training_outputs():
 
 # ---- chromatography (rules/chromatography.smk) --------------------------------
 
-import re as _re
-
 from reschrom.chromatography import PROMPT_ID_PATTERN, prompt_ids, read_prompts
 
 
 def get_chromatography_measured():
-    """The models to measure: chromatography.measure, or every defined model."""
-    models = config["chromatography"]["models"]
-    names = config["chromatography"].get("measure", list(models))
-    for name in names:
-        if name not in models:
-            sys.stderr.write(
-                f"reschrom: config key 'chromatography.measure': {name!r} is not defined under "
-                f"'chromatography.models'; defined: {', '.join(sorted(models))}\n"
-            )
-            sys.exit(1)
-    return list(names)
-
-
-def get_chromatography_model(model):
-    """The config entry of chromatography model `model`."""
-    return config["chromatography"]["models"][model]
+    """The registry models to measure (chromatography.measure)."""
+    return get_stage_models("chromatography")
 
 
 def get_chromatography_run_spec(model):
-    """The entry without its prompt list: a dump depends on its own prompt only, so adding a
-    prompt leaves the other dumps' params (and hence their jobs) unchanged."""
-    return {k: v for k, v in get_chromatography_model(model).items() if k != "prompts"}
+    """The stage settings without the prompt list: a dump depends on its own prompt only, so
+    adding a prompt leaves the other dumps' params (and hence their jobs) unchanged."""
+    return get_stage_settings("chromatography", model, drop=("prompts",))
 
 
 def get_chromatography_model_pattern():
-    """Wildcard constraint: exactly the configured model names."""
-    names = list(config["chromatography"]["models"])
-    return "|".join(_re.escape(n) for n in names) if names else "(?!)"
+    """Wildcard constraint: exactly the measured model names."""
+    return get_model_pattern(get_chromatography_measured())
 
 
 def get_chromatography_prompts(model):
-    """{prompt_id: prompt} of `model`: its own `prompts`, else chromatography.prompts (list or TSV)."""
-    spec = get_chromatography_model(model)
-    prompts = spec.get("prompts", config["chromatography"]["prompts"])
+    """{prompt_id: prompt} of `model`: chromatography.prompts or its override (list or file)."""
+    prompts = get_stage_settings("chromatography", model)["prompts"]
     return prompt_ids(read_prompts(prompts, base=workflow.basedir))
 
 
@@ -208,12 +223,8 @@ def get_chromatography_prompt(model, prompt_id):
 
 
 def get_chromatography_model_input(wildcards):
-    """The model folder as input when it is local (the toy model: results/models/{dataset}/t2i)."""
-    spec = get_chromatography_model(wildcards.model)
-    path = spec.get("path")
-    if spec["kind"] == "pipeline" and path and (path.startswith("results/") or os.path.isdir(path)):
-        return [path]
-    return []
+    """The model folder as input when it is a trained model or a local pipeline."""
+    return get_model_input(wildcards.model)
 
 
 def get_guidance_dumps(wildcards):
@@ -246,21 +257,14 @@ def get_chromatography_outputs():
 
 # ---- compose (rules/compose.smk) ----------------------------------------------
 
-from reschrom.pairs import (
-    eta_label,
-    find_pair,
-    model_constraint,
-    pair_ids,
-    selected_models,
-    sweep_etas,
-)
+from reschrom.pairs import eta_label, find_pair, pair_ids, sweep_etas
 
-COMPOSE_MODELS = model_constraint(selected_models(config["compose"], "compose"))
+COMPOSE_MODELS = get_model_pattern(get_stage_models("compose"))
 
 
 def get_compose_spec(model):
-    """The config entry of a composing model (source, sampler, pairs, guidance)."""
-    return config["compose"]["models"][model]
+    """Stage settings of a composing model (pairs, guidance, steps, sampler, resolution)."""
+    return get_stage_settings("compose", model)
 
 
 def get_compose_etas():
@@ -277,7 +281,7 @@ def get_compose_pair_images(model):
 
 
 def get_compose_outputs():
-    models = selected_models(config["compose"], "compose")
+    models = get_stage_models("compose")
     return (
         expand("results/compose/{model}/metrics.parquet", model=models)
         + expand("results/figures/compose_{model}.png", model=models)
@@ -287,18 +291,16 @@ def get_compose_outputs():
 
 # ---- spectra (rules/spectra.smk) ----------------------------------------------
 
-from reschrom.pairs import model_constraint, selected_models
-
-SPECTRA_MODELS = model_constraint(selected_models(config["spectra"], "spectra"))
+SPECTRA_MODELS = get_model_pattern(get_stage_models("spectra"))
 
 
 def get_spectra_spec(model):
-    """The config entry of a model whose x̂0 spectra are measured (source, prompts, guidance)."""
-    return config["spectra"]["models"][model]
+    """Stage settings of a model whose x̂0 spectra are measured (prompts, guidance, steps)."""
+    return get_stage_settings("spectra", model)
 
 
 def get_spectra_outputs():
-    models = selected_models(config["spectra"], "spectra")
+    models = get_stage_models("spectra")
     return expand("results/spectra/{model}.parquet", model=models) + expand(
         "results/figures/x0_spectra_{model}.png", model=models
     )
@@ -323,12 +325,13 @@ def get_upscale_models(wildcards):
     if config["upscale"]["source"] == "analytic":
         return {}
     root = f"results/models/{wildcards.dataset}"
+    names = config["upscale"]["models"]
     if wildcards.variant in ("nearest", "bicubic"):
-        return {"lowres": f"{root}/lowres"}
+        return {"lowres": f"{root}/{names['lowres']}"}
     if wildcards.variant == "multilevel":
         M = int(config["training"]["num_levels"])
         return {f"level_{m}": f"{root}/level_{m}" for m in range(M)}
-    return {"lowres": f"{root}/lowres", "residual": f"{root}/residual"}
+    return {"lowres": f"{root}/{names['lowres']}", "residual": f"{root}/{names['residual']}"}
 
 
 def get_upscale_data(wildcards):
@@ -376,9 +379,14 @@ def get_upscale_sampling_params():
     return out
 
 
+def get_upscale_outputs_wanted():
+    """False when the upscaling source is trained but the registry has no trained models."""
+    return config["upscale"]["source"] == "analytic" or bool(registry.trained_names(config))
+
+
 def get_upscale_outputs():
     """metrics.parquet and the two figures; nothing when no models are configured to train."""
-    if config["upscale"]["source"] == "trained" and not config["models"]:
+    if not get_upscale_outputs_wanted():
         return []
     ds = get_upscale_dataset()
     return [

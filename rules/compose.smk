@@ -3,7 +3,7 @@
 
 rule compose_pair:
     input:
-        lambda wc: get_model_source(get_compose_spec(wc.model)),
+        lambda wc: get_model_input(wc.model),
     output:
         images=expand(
             "results/compose/{{model}}/{{pair_id}}/eta_{eta}.png",
@@ -19,7 +19,8 @@ rule compose_pair:
         model=COMPOSE_MODELS,
         pair_id="[a-z0-9-]+",
     params:
-        spec=lambda wc: get_compose_spec(wc.model),
+        model=lambda wc: get_model_load_spec(wc.model),
+        settings=lambda wc: get_stage_settings("compose", wc.model, drop=("pairs", "templates")),
         pair=lambda wc: find_pair(get_compose_spec(wc.model), wc.pair_id),
         etas=config["compose"]["etas"],
         seed=config["compose"]["seed"],

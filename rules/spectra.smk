@@ -3,7 +3,7 @@
 
 rule x0_spectra:
     input:
-        lambda wc: get_model_source(get_spectra_spec(wc.model)),
+        lambda wc: get_model_input(wc.model),
     output:
         table="results/spectra/{model}.parquet",
         snapshots="results/spectra/{model}_snapshots.safetensors",
@@ -14,7 +14,8 @@ rule x0_spectra:
     wildcard_constraints:
         model=SPECTRA_MODELS,
     params:
-        spec=lambda wc: get_spectra_spec(wc.model),
+        model=lambda wc: get_model_load_spec(wc.model),
+        settings=lambda wc: get_spectra_spec(wc.model),
         n_samples=config["spectra"]["n_samples"],
         batch_size=config["spectra"]["batch_size"],
         n_snapshots=config["spectra"]["n_snapshots"],

@@ -5,22 +5,24 @@ rule train_lowres:
     input:
         data="results/data/{dataset}/train/level_1.safetensors",
     output:
-        directory("results/models/{dataset}/lowres"),
+        directory("results/models/{dataset}/{model}"),
     log:
-        "results/logs/train_lowres/{dataset}.log",
+        "results/logs/train_lowres/{dataset}_{model}.log",
     benchmark:
-        "results/benchmarks/train_lowres/{dataset}.tsv"
+        "results/benchmarks/train_lowres/{dataset}_{model}.tsv"
+    wildcard_constraints:
+        model=get_trained_pattern("lowres"),
     params:
         kind="lowres",
         level=0,
-        model=lambda wc: get_model_cfg("lowres"),
-        train=lambda wc: get_train_cfg("lowres"),
+        model=lambda wc: get_model_cfg(wc.model),
+        train=lambda wc: get_train_cfg(wc.model),
         schedule=get_train_schedule(),
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
         device=config["device"],
-        checkpoints="results/checkpoints/{dataset}/lowres",
+        checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:
         **get_resources("train"),
@@ -34,22 +36,24 @@ rule train_residual:
     input:
         data="results/data/{dataset}/train/level_0.safetensors",
     output:
-        directory("results/models/{dataset}/residual"),
+        directory("results/models/{dataset}/{model}"),
     log:
-        "results/logs/train_residual/{dataset}.log",
+        "results/logs/train_residual/{dataset}_{model}.log",
     benchmark:
-        "results/benchmarks/train_residual/{dataset}.tsv"
+        "results/benchmarks/train_residual/{dataset}_{model}.tsv"
+    wildcard_constraints:
+        model=get_trained_pattern("residual"),
     params:
         kind="residual",
         level=0,
-        model=lambda wc: get_model_cfg("residual"),
-        train=lambda wc: get_train_cfg("residual"),
+        model=lambda wc: get_model_cfg(wc.model),
+        train=lambda wc: get_train_cfg(wc.model),
         schedule=get_train_schedule(),
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
         device=config["device"],
-        checkpoints="results/checkpoints/{dataset}/residual",
+        checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:
         **get_resources("train"),
@@ -94,22 +98,24 @@ rule train_t2i:
     input:
         unpack(get_t2i_data),
     output:
-        directory("results/models/{dataset}/t2i"),
+        directory("results/models/{dataset}/{model}"),
     log:
-        "results/logs/train_t2i/{dataset}.log",
+        "results/logs/train_t2i/{dataset}_{model}.log",
     benchmark:
-        "results/benchmarks/train_t2i/{dataset}.tsv"
+        "results/benchmarks/train_t2i/{dataset}_{model}.tsv"
+    wildcard_constraints:
+        model=get_trained_pattern("t2i"),
     params:
         kind="t2i",
         level=0,
-        model=lambda wc: get_model_cfg("t2i"),
-        train=lambda wc: get_train_cfg("t2i"),
+        model=lambda wc: get_model_cfg(wc.model),
+        train=lambda wc: get_train_cfg(wc.model),
         schedule=get_train_schedule(),
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
         device=config["device"],
-        checkpoints="results/checkpoints/{dataset}/t2i",
+        checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:
         **get_resources("train"),
@@ -136,7 +142,7 @@ rule plot_training_loss:
     log:
         "results/logs/plot_training_loss/{dataset}_{model}.log",
     wildcard_constraints:
-        model="lowres|residual|t2i|level_[0-9]+",
+        model=get_trained_pattern(),
     params:
         dpi=config["figures"]["dpi"],
     threads: get_threads("plot")

@@ -8,7 +8,8 @@ from reschrom.compose import run_compose_pair
 
 p = snakemake.params
 run_compose_pair(
-    p.spec,
+    p.model,
+    p.settings,
     p.pair,
     model=snakemake.wildcards.model,
     etas=p.etas,

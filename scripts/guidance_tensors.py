@@ -5,7 +5,8 @@ sys.stderr = open(snakemake.log[0], "w")
 from reschrom.chromatography import write_guidance_dump
 
 write_guidance_dump(
-    snakemake.params.spec,
+    snakemake.params.model,
+    snakemake.params.settings,
     snakemake.params.prompt,
     None,
     model=snakemake.wildcards.model,

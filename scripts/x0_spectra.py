@@ -6,7 +6,8 @@ from reschrom.trajectory import run_spectra
 
 p = snakemake.params
 run_spectra(
-    p.spec,
+    p.model,
+    p.settings,
     model=snakemake.wildcards.model,
     table_out=snakemake.output.table,
     snapshots_out=snakemake.output.snapshots,

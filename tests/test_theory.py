@@ -184,5 +184,127 @@ def test_peaks_move_coarse_to_fine():
 
 
 def test_bad_resolution():
-    with pytest.raises(ValueError, match="power"):
-        theory.num_levels(48)
+    for bad, match in [(0, "positive integer"), (-4, "positive integer"), (12.5, "positive integer")]:
+        with pytest.raises(ValueError, match=match) as e:
+            theory.num_levels(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="kernel must be an integer ≥ 2"):
+        theory.num_levels(64, 1)
+
+
+# -- resolutions R = c·n^K that are not powers of n ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resolution", "kernel", "levels"),
+    [
+        (64, 2, [64, 32, 16, 8, 4, 2, 1]),
+        (1, 2, [1]),
+        (28, 2, [28, 14, 7]),
+        (12, 2, [12, 6, 3]),
+        (20, 2, [20, 10, 5]),
+        (48, 2, [48, 24, 12, 6, 3]),
+        (96, 2, [96, 48, 24, 12, 6, 3]),
+        (7, 2, [7]),
+        (81, 3, [81, 27, 9, 3, 1]),
+        (36, 3, [36, 12, 4]),
+        (12, 4, [12, 3]),
+    ],
+)
+def test_level_resolutions(resolution, kernel, levels):
+    assert theory.num_levels(resolution, kernel) == len(levels)
+    assert theory.level_resolutions(resolution, kernel).tolist() == levels
+
+
+@given(c=st.integers(1, 40), k=st.integers(0, 6), n=st.integers(2, 4))
+def test_num_levels_counts_divisions(c, k, n):
+    """R = c·n^K with n ∤ c has K + 1 levels, the last of side c."""
+    if c % n == 0:
+        c += 1
+    r = c * n**k
+    assert theory.num_levels(r, n) == k + 1
+    lv = theory.level_resolutions(r, n)
+    assert lv[-1] == c and (lv[:-1] == n * lv[1:]).all()
+
+
+@pytest.mark.parametrize("resolution", [12, 20, 28, 48, 96])
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_theory_table_any_resolution(resolution, name):
+    """At R = c·2^K the table has K + 1 levels, its resolution column the level sides."""
+    df = theory.theory_table(ALL[name], resolution, 50)
+    levels = theory.level_resolutions(resolution).tolist()
+    assert list(df.columns) == theory.THEORY_COLUMNS and len(df) == 50 * len(levels)
+    assert sorted(df["resolution"].unique(), reverse=True) == levels
+    assert (df.groupby("m")["resolution"].first().to_numpy() == levels).all()
+    np.testing.assert_allclose(df.groupby("t_frac")["r"].sum(), 1.0, atol=1e-12)
+    # a level's time adjustment depends on m only, not on R: the first rows match R = 2^K
+    ref = theory.theory_table(ALL[name], 2 ** (len(levels) - 1), 50)
+    np.testing.assert_allclose(df["r"], ref["r"], rtol=0, atol=0)
+    np.testing.assert_allclose(df["tau_frac"], ref["tau_frac"], rtol=0, atol=0)
+
+
+def test_theory_table_mnist():
+    df = theory.theory_table(ALL["linear"], 28, 1000)
+    assert sorted(df["resolution"].unique()) == [7, 14, 28]
+    assert df["m"].max() == 2 and len(df) == 3000
+
+
+@given(a=st.floats(0.0, 1.0, allow_nan=False), resolution=st.sampled_from([12, 20, 28, 48, 96, 64]))
+def test_chromatography_any_resolution_sums_to_one(a, resolution):
+    M = theory.num_levels(resolution)
+    r = theory.chromatography_natural(-np.log(np.maximum(a, 1e-300)), M)
+    assert r.shape == (M,) and (r >= 0).all()
+    np.testing.assert_allclose(r.sum(), 1.0, atol=1e-12)
+
+
+def test_guidance_frame_resolution_28():
+    """A probe of a 28×28 tensor records 3 levels; the frame labels them 28, 14, 7."""
+    import torch
+
+    from reschrom import pyramid
+    from reschrom.probe import ProbeResult, guidance_frame
+
+    g = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    e = pyramid.band_energies(g).numpy()  # (B, M)
+    energies = np.broadcast_to(e[None, None], (4, 3, 2, 3)).copy()
+    res = ProbeResult(timesteps=np.array([999.0, 666.0, 333.0, 0.0]), energies=energies)
+    ac = ALL["linear"].alpha_bar(np.linspace(0, 1, 1000))
+    kw = dict(model="m", prompt_id="p", prompt="p", seed=0, alphas_cumprod=ac)
+    df = guidance_frame(res, resolution=28, **kw)
+    assert len(df) == 4 * 2 * 3
+    assert df.groupby("m")["resolution"].first().tolist() == [28, 14, 7]
+    assert guidance_frame(res, **kw)["resolution"].max() == 4  # fallback: a power of two, 2^(M-1)
+    with pytest.raises(ValueError, match="levels"):
+        guidance_frame(res, resolution=64, **kw)
+
+
+def test_aggregation_and_agreement_keep_resolution_28(tmp_path):
+    """Dumps at 28×28 (levels 28, 14, 7) aggregate into a 3-level table with those sides."""
+    import pandas as pd
+
+    from reschrom.chromatography import aggregate_chromatography, agreement_table, theory_for_alpha_bar
+    from reschrom.io import write_parquet
+
+    ab = np.linspace(0.999, 0.001, 12)
+    th = theory_for_alpha_bar(ab, 3)
+    sides = [28, 14, 7]
+    paths = []
+    for k in range(2):
+        rows = [
+            dict(model="syn", prompt_id=f"p{k}", prompt=f"p{k}", seed=0, sample=b, step=s, t=float(11 - s),
+                 t_frac=(11 - s) / 11, m=m, resolution=sides[m], energy_guidance=th[s, m] * (1 + k + b),
+                 energy_cond=1.0, energy_uncond=1.0, alpha_bar=ab[s])
+            for b in range(2) for s in range(12) for m in range(3)
+        ]
+        path = tmp_path / f"p{k}.parquet"
+        write_parquet(pd.DataFrame(rows), path)
+        paths.append(path)
+    out = aggregate_chromatography(paths)
+    assert len(out) == 12 * 3
+    assert out.groupby("m")["resolution"].first().tolist() == sides
+    np.testing.assert_allclose(out.groupby("t_frac")["r_measured"].sum(), 1.0)
+    np.testing.assert_allclose(out["r_measured"], out["r_theory"], atol=1e-12)
+    agr = agreement_table(out, "syn")
+    assert agr["m"].tolist() == [0, 1, 2] and agr["resolution"].tolist() == sides
+    np.testing.assert_allclose(agr["peak_t_diff"], 0.0)
+    assert agr["jsd_mean"].iloc[0] == pytest.approx(0.0, abs=1e-12)

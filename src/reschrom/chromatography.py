@@ -86,51 +86,8 @@ def prompt_ids(texts: Iterable[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------
-# models
+# measurement: diffusers pipelines (hooked) and denoiser models (the project's DDIM)
 # --------------------------------------------------------------------------------------
-
-
-def load_model(spec: Mapping[str, Any], device: str = "auto") -> Any:
-    """The pipeline of a ``chromatography.models`` entry: the oracle, or any diffusers pipeline.
-
-    ``kind: oracle`` → :func:`reschrom.oracle.build_oracle_pipeline` (``resolution``,
-    ``concepts``, ``sampler``, ``beta_schedule``); ``kind: pipeline`` →
-    :func:`reschrom.pipelines.load_pipeline` (``path``: local folder or hub id, ``dtype``).
-    """
-    from reschrom.pipelines import load_pipeline, resolve_device
-
-    dev = resolve_device(device)
-    kind = spec.get("kind", "pipeline")
-    if kind == "oracle":
-        from reschrom.oracle import build_oracle_pipeline
-
-        sched = {"beta_schedule": spec["beta_schedule"]} if "beta_schedule" in spec else None
-        return build_oracle_pipeline(
-            resolution=int(spec.get("resolution", 64)),
-            concepts=spec.get("concepts"),
-            sampler=spec.get("sampler", "ddpm"),
-            scheduler=sched,
-            device=dev,
-        )
-    if kind == "pipeline":
-        return load_pipeline(spec["path"], dev, spec.get("dtype", "auto"))
-    raise ValueError(f"chromatography model kind {kind!r} is unknown; allowed: oracle, pipeline")
-
-
-def pipeline_call_kwargs(pipe: Any, resolution: int | None) -> dict[str, Any]:
-    """Extra ``pipe(...)`` arguments for a measurement run: IF without caption cleaning, SD
-    stopping at the latents, raw tensors otherwise, and ``height``/``width`` if given."""
-    import inspect
-
-    params = inspect.signature(pipe.__call__).parameters
-    kw: dict[str, Any] = {}
-    if "clean_caption" in params:  # IF: skip the bs4/ftfy caption cleaner
-        kw["clean_caption"] = False
-    # SD: stop at the latents (the probe has what it needs); IF and the oracle: raw tensors
-    kw["output_type"] = "latent" if type(pipe).__name__.startswith("StableDiffusion") else "pt"
-    if resolution and "height" in params:
-        kw["height"] = kw["width"] = int(resolution)
-    return kw
 
 
 def measure_guidance(
@@ -147,29 +104,28 @@ def measure_guidance(
     keep_tensors: bool = False,
     negative_prompt: str | None = None,
 ) -> tuple[pd.DataFrame, list[Any]]:
-    """Run ``pipe`` on ``prompt`` under a guidance probe; rows of the guidance dump contract.
+    """Run a diffusers CFG pipeline on ``prompt`` under a guidance probe; rows of the dump contract.
 
-    One pipeline call per seed (``num_images_per_prompt = num_samples``, a CPU
-    ``torch.Generator`` seeded with the seed), so the dump is reproducible on any device.
-    Returns the table (``reschrom.probe.GUIDANCE_COLUMNS`` plus ``alpha_bar``) and the
-    :class:`~reschrom.probe.ProbeResult` of each call.
+    Any family the adapter layer knows (:mod:`reschrom.adapters`: IF, SD ε and v-prediction,
+    SD3-style flow transformers, the oracle): the probe records the CFG term in ε units
+    (eq. 19) and ᾱ per step, and leaves the pipeline's images bitwise unchanged. One pipeline
+    call per seed (``num_images_per_prompt = num_samples``, a CPU ``torch.Generator`` seeded
+    with the seed), so the dump is reproducible on any device. Returns the table
+    (``reschrom.probe.GUIDANCE_COLUMNS`` plus ``alpha_bar``) and each call's ProbeResult.
     """
     import torch
 
+    from reschrom.adapters import PipelineAdapter
     from reschrom.probe import GuidanceProbe, guidance_frame
 
-    if guidance_scale <= 1.0:
-        raise ValueError(f"guidance_scale {guidance_scale} must be > 1: the probe measures the CFG term")
-    ac = getattr(pipe.scheduler, "alphas_cumprod", None)
-    if ac is None:
-        raise ValueError(f"scheduler {type(pipe.scheduler).__name__} has no alphas_cumprod (not a DDPM-family model)")
-    ac = np.asarray(ac.double().cpu() if hasattr(ac, "double") else ac, dtype=np.float64)
-    kw = pipeline_call_kwargs(pipe, resolution)
+    _check_guidance(guidance_scale, model)
+    adapter = PipelineAdapter.for_pipeline(pipe)
+    kw = adapter.call_kwargs(resolution)
     pid = prompt_id(prompt)
     frames, results = [], []
     for seed in seeds:
         gen = torch.Generator("cpu").manual_seed(int(seed))
-        with GuidanceProbe(pipe.unet, kernel=kernel, keep_tensors=keep_tensors) as probe:
+        with torch.inference_mode(), GuidanceProbe(adapter, kernel=kernel, keep_tensors=keep_tensors) as probe:
             pipe(
                 prompt,
                 num_inference_steps=int(num_inference_steps),
@@ -182,13 +138,95 @@ def measure_guidance(
         res = probe.result()
         results.append(res)
         frames.append(
-            guidance_frame(res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), alphas_cumprod=ac, kernel=kernel)
+            guidance_frame(
+                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), alpha_bar=res.alpha_bar,
+                t_frac=res.t_frac, kernel=kernel, resolution=res.resolution,
+            )
+        )
+    return pd.concat(frames, ignore_index=True), results
+
+
+def _check_guidance(guidance_scale: float, model: str) -> None:
+    if guidance_scale <= 1.0:
+        raise ValueError(f"model {model!r}: guidance_scale {guidance_scale} must be > 1: the probe measures the CFG term")
+
+
+def measure_guidance_denoiser(
+    den: Any,
+    prompt: str,
+    *,
+    model: str,
+    seeds: Sequence[int],
+    num_samples: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    kernel: int = 2,
+    keep_tensors: bool = False,
+) -> tuple[pd.DataFrame, list[Any]]:
+    """The same measurement for a denoiser model (``kind: module``, the flow-matching toy):
+    the project's DDIM (eq. 4) with CFG (eq. 5) over the model's own schedule; at each step the
+    band energies (eq. 19) of g = ε(x,t;c) − ε(x,t), ε(x,t;c) and ε(x,t) are accumulated on the
+    device and moved to the host once per seed. ``t`` is the schedule's native time (σ for EDM
+    and flow matching), ``t_frac`` its time fraction, ``alpha_bar`` the VP ᾱ of the step.
+    """
+    import torch
+
+    from reschrom.denoisers import initial_noise, sample_cfg
+    from reschrom.probe import ProbeResult, guidance_frame
+    from reschrom.pyramid import band_energies
+
+    _check_guidance(guidance_scale, model)
+    pid = prompt_id(prompt)
+    cond = den.encode([prompt] * int(num_samples))
+    uncond = den.null_condition(int(num_samples))
+    frames, results = [], []
+    for seed in seeds:
+        x_T = initial_noise(den, int(num_samples), int(seed), den.device)
+        energies: list[torch.Tensor] = []
+        fracs: list[float] = []
+        abars: list[float] = []
+        xs: list[torch.Tensor] = []
+        us: list[torch.Tensor] = []
+        cs: list[torch.Tensor] = []
+
+        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):  # noqa: ANN001, ANN202
+            g = eps_c - eps_u
+            energies.append(
+                torch.stack([band_energies(g, kernel), band_energies(eps_c, kernel), band_energies(eps_u, kernel)])
+            )
+            fracs.append(float(t_frac))
+            abars.append(float(alpha_bar))
+            if keep_tensors:
+                xs.append(x_t.to(torch.float16).clone())
+                us.append(eps_u.to(torch.float16).clone())
+                cs.append(eps_c.to(torch.float16).clone())
+
+        sample_cfg(
+            den, [cond], uncond, guidance_scale=float(guidance_scale),
+            num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
+        )
+        frac = np.asarray(fracs)
+        tensors = {}
+        if keep_tensors:
+            tensors = {"x_t": torch.stack(xs).cpu(), "eps_uncond": torch.stack(us).cpu(), "eps_cond": torch.stack(cs).cpu()}
+        res = ProbeResult(
+            np.asarray(den.schedule.native_t(frac), dtype=np.float64),
+            torch.stack(energies).to("cpu", torch.float64).numpy(),
+            tensors,
+        )
+        results.append(res)
+        frames.append(
+            guidance_frame(
+                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), alpha_bar=np.asarray(abars),
+                t_frac=frac, kernel=kernel, resolution=int(den.resolution),
+            )
         )
     return pd.concat(frames, ignore_index=True), results
 
 
 def write_guidance_dump(
-    spec: Mapping[str, Any],
+    model_spec: Mapping[str, Any],
+    settings: Mapping[str, Any],
     prompt: str,
     out: str | os.PathLike | None,
     *,
@@ -198,32 +236,35 @@ def write_guidance_dump(
     threads: int | None = None,
     tensors_out: str | os.PathLike | None = None,
 ) -> None:
-    """Rule entry point: load ``spec``'s model, probe it on ``prompt``, write the dump atomically.
+    """Rule entry point: load registry model ``model_spec`` (:func:`reschrom.registry.load_model`),
+    probe it on ``prompt`` with the stage ``settings``, write the dump atomically.
 
-    ``out`` None skips the Parquet dump (the tensor-only rule).
-    ``tensors_out`` (optional) also writes the float16 x_t, ε_uncond, ε_cond of every step
-    (safetensors, seeds concatenated along the sample axis).
+    ``out`` None skips the Parquet dump (the tensor-only rule). ``tensors_out`` (optional) also
+    writes the float16 x_t, ε_uncond, ε_cond of every step (safetensors, seeds concatenated
+    along the sample axis). Nothing is written if the model fails its contract.
     """
     import torch
 
     from reschrom.io import write_parquet
     from reschrom.probe import ProbeResult, save_tensors
+    from reschrom.registry import is_denoiser_model, load_model
 
     if threads:
         torch.set_num_threads(int(threads))
-    pipe = load_model(spec, device)
-    df, results = measure_guidance(
-        pipe,
-        prompt,
+    net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
+    common = dict(
         model=model,
-        seeds=spec.get("seeds", [0]),
-        num_samples=int(spec.get("num_samples", 1)),
-        guidance_scale=float(spec.get("guidance_scale", 7.0)),
-        num_inference_steps=int(spec.get("num_inference_steps", 50)),
-        resolution=spec.get("resolution"),
+        seeds=settings["seeds"],
+        num_samples=int(settings["num_samples"]),
+        guidance_scale=float(settings["guidance_scale"]),
+        num_inference_steps=int(settings["num_inference_steps"]),
         kernel=kernel,
         keep_tensors=tensors_out is not None,
     )
+    if is_denoiser_model(model_spec):
+        df, results = measure_guidance_denoiser(net, prompt, **common)
+    else:
+        df, results = measure_guidance(net, prompt, resolution=settings.get("resolution"), **common)
     if out is not None:
         write_parquet(df, out)
     if tensors_out is not None:

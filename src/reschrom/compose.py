@@ -508,6 +508,41 @@ def model_schedule_table(pipe: Any, kernel: int = 2, n_t: int = 200) -> Any:
     return theory_table(schedule_from_diffusers(pipe.scheduler, name="model"), res, n_t, kernel)
 
 
+def _sweep_rows(
+    images: Mapping[float, torch.Tensor], model: str, pid: str, s: str, x: str, weighting: str, seed: int, kernel: int
+) -> list[dict[str, Any]]:
+    """Rows of :data:`COMPOSE_COLUMNS` for one pair: band energies (eq. 19) of each η image's
+    difference from the two references (η = 0: structure alone, η = 1: texture alone)."""
+    from reschrom.pyramid import band_energies
+    from reschrom.theory import level_resolutions
+
+    ref_s, ref_x = images[0.0], images[1.0]
+    res = level_resolutions(ref_s.shape[-1], kernel)
+    rows = []
+    for eta, img in images.items():
+        es = band_energies(img - ref_s, kernel)[0].numpy()
+        ex = band_energies(img - ref_x, kernel)[0].numpy()
+        for m in range(len(es)):
+            rows.append(
+                {
+                    "model": model,
+                    "pair_id": pid,
+                    "structure": s,
+                    "texture": x,
+                    "weighting": weighting,
+                    "eta": float(eta),
+                    "seed": int(seed),
+                    "m": m,
+                    "resolution": int(res[m]),
+                    "energy_vs_structure": float(es[m]),
+                    "energy_vs_texture": float(ex[m]),
+                    "share_vs_structure": float(es[m] / es.sum()) if es.sum() > 0 else 0.0,
+                    "share_vs_texture": float(ex[m] / ex.sum()) if ex.sum() > 0 else 0.0,
+                }
+            )
+    return rows
+
+
 def compose_sweep(
     pipe: Any,
     pairs: Sequence[Mapping[str, str]],
@@ -563,29 +598,7 @@ def compose_sweep(
             img = _to_chw(out.images)[:1]
             images[eta] = img
             save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
-        ref_s, ref_x = images[0.0], images[1.0]
-        res = level_resolutions(ref_s.shape[-1], kernel)
-        for eta, img in images.items():
-            es = band_energies(img - ref_s, kernel)[0].numpy()
-            ex = band_energies(img - ref_x, kernel)[0].numpy()
-            for m in range(len(es)):
-                rows.append(
-                    {
-                        "model": model,
-                        "pair_id": pid,
-                        "structure": s,
-                        "texture": x,
-                        "weighting": weighting,
-                        "eta": float(eta),
-                        "seed": int(seed),
-                        "m": m,
-                        "resolution": int(res[m]),
-                        "energy_vs_structure": float(es[m]),
-                        "energy_vs_texture": float(ex[m]),
-                        "share_vs_structure": float(es[m] / es.sum()) if es.sum() > 0 else 0.0,
-                        "share_vs_texture": float(ex[m] / ex.sum()) if ex.sum() > 0 else 0.0,
-                    }
-                )
+        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
     return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
 
 
@@ -594,37 +607,56 @@ def compose_sweep(
 # --------------------------------------------------------------------------------------
 
 
-SAMPLERS = ("default", "ddpm", "ddim")
+def compose_sweep_denoiser(
+    den: Any,
+    pairs: Sequence[Mapping[str, str]],
+    etas: Sequence[float],
+    out_dir: str,
+    *,
+    model: str,
+    seed: int = 0,
+    guidance_scale: float = 7.5,
+    num_inference_steps: int = 50,
+    weighting: str = "heaviside",
+    width: float | None = None,
+    kernel: int = 2,
+) -> Any:
+    """:func:`compose_sweep` for a denoiser model (``kind: module``, the flow-matching toy):
+    the project's DDIM (eq. 4) with eq. 6's time-dependent weights, evaluating only the
+    active prompts at each step. ``t_frac`` of the weights is the schedule's time fraction.
+    Images are the model's x0 mapped from [-1, 1] to [0, 1]."""
+    import os
 
+    import pandas as pd
 
-def build_pipeline(spec: Mapping[str, Any], device: str | torch.device = "auto") -> Any:
-    """A CFG pipeline from a model's config entry (the vocabulary of ``chromatography.models``).
+    from reschrom.denoisers import initial_noise, sample_cfg
+    from reschrom.theory import num_levels
 
-    ``kind: oracle`` → the analytic oracle, ``kind: pipeline`` → ``path`` (local folder or hub
-    id), both through :func:`reschrom.chromatography.load_model`. ``sampler`` ``ddim``/``ddpm``
-    swaps a pipeline's scheduler for that class built from its own config (``default`` keeps it;
-    the oracle's default is ``ddpm``).
-    """
-    from reschrom.chromatography import load_model
-
-    spec = dict(spec)
-    sampler = spec.pop("sampler", "default")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
-    if spec.get("kind") == "oracle":
-        spec["sampler"] = "ddpm" if sampler == "default" else sampler
-        return load_model(spec, str(device))
-    pipe = load_model(spec, str(device))
-    if sampler != "default":
-        import diffusers
-
-        cls = {"ddim": diffusers.DDIMScheduler, "ddpm": diffusers.DDPMScheduler}[sampler]
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
-    return pipe
+    M = num_levels(int(den.resolution), kernel)
+    rows = []
+    for pair in pairs:
+        s, x = str(pair["structure"]), str(pair["texture"])
+        pid = pair_id(s, x)
+        conds = [den.encode([s]), den.encode([x])]
+        uncond = den.null_condition(1)
+        images: dict[float, torch.Tensor] = {}
+        for eta in sweep_etas(etas):
+            w = make_weights(weighting, eta, width, den.schedule, M, 1, kernel)
+            x_T = initial_noise(den, 1, int(seed), den.device)
+            x0 = sample_cfg(
+                den, conds, uncond, weights=w, guidance_scale=float(guidance_scale),
+                num_inference_steps=int(num_inference_steps), x_T=x_T,
+            )
+            img = ((x0.double().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
+            images[eta] = img
+            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
+        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
+    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
 
 
 def run_compose_pair(
-    spec: Mapping[str, Any],
+    model_spec: Mapping[str, Any],
+    settings: Mapping[str, Any],
     pair: Mapping[str, str],
     *,
     model: str,
@@ -638,34 +670,34 @@ def run_compose_pair(
     kernel: int = 2,
     device: str = "auto",
 ) -> None:
-    """Rule glue for one pair: images ``{out_dir}/eta_{η}.png``, its metrics and the model's
-    theoretical chromatography (the strip of Fig. 7)."""
+    """Rule glue for one pair of registry model ``model_spec`` with the stage ``settings``:
+    images ``{out_dir}/eta_{η}.png``, its metrics and the model's theoretical chromatography
+    (the strip of Fig. 7)."""
     import os
     import shutil
     import tempfile
 
     from reschrom.io import write_parquet
+    from reschrom.registry import is_denoiser_model, load_model
+    from reschrom.theory import theory_table
 
-    pipe = build_pipeline(spec, device)
+    net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
     pid = pair_id(pair["structure"], pair["texture"])
+    common = dict(
+        model=model, seed=seed, guidance_scale=float(settings["guidance_scale"]),
+        num_inference_steps=int(settings["num_inference_steps"]), weighting=weighting, width=width, kernel=kernel,
+    )
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_dir)) or ".") as tmp:
-        df = compose_sweep(
-            pipe,
-            [pair],
-            etas,
-            tmp,
-            model=model,
-            seed=seed,
-            guidance_scale=float(spec.get("guidance_scale", 7.5)),
-            num_inference_steps=int(spec.get("num_inference_steps", 50)),
-            weighting=weighting,
-            width=width,
-            kernel=kernel,
-        )
+        if is_denoiser_model(model_spec):
+            df = compose_sweep_denoiser(net, [pair], etas, tmp, **common)
+            table = theory_table(net.schedule, int(net.resolution), 200, kernel)
+        else:
+            df = compose_sweep(net, [pair], etas, tmp, **common)
+            table = model_schedule_table(net, kernel)
         os.makedirs(out_dir, exist_ok=True)
         for name in os.listdir(os.path.join(tmp, pid)):
             shutil.move(os.path.join(tmp, pid, name), os.path.join(out_dir, name))
-    write_parquet(model_schedule_table(pipe, kernel), theory_out)
+    write_parquet(table, theory_out)
     write_parquet(df, metrics_out)
 
 

@@ -6,7 +6,6 @@ allowed values, so that the workflow stops before any job without a traceback.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,15 +66,16 @@ def format_error(err: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {err.message}"
 
 
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and 2 ** round(math.log2(n)) == n
-
-
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     """Validate ``config`` in place (filling schema defaults) and check cross-field rules.
 
     Raises :class:`ConfigError` with a one-line message naming the key.
     """
+    from reschrom.registry import old_layout_error
+
+    old = old_layout_error(config)
+    if old:
+        raise ConfigError(old)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _Validator(schema)
     errors = list(validator.iter_errors(config))
@@ -90,20 +90,23 @@ def _check_semantics(config: Mapping[str, Any]) -> None:
     from reschrom.schedules import build_schedule
 
     res = config.get("resolution")
-    if res is not None and not _is_power_of_two(int(res)):
-        raise ConfigError(f"config key 'resolution': {res} is not a power of two (e.g. 32, 64, 128)")
+    k = int(config.get("kernel", 2))
+    if res is not None and int(res) % k:
+        raise ConfigError(
+            f"config key 'resolution': {res} has a single level (not divisible by {k}); "
+            f"use R = c·{k}^K with K ≥ 1 (e.g. 28 = 7·2², 32, 64)"
+        )
     schedules = config.get("schedules", {})
     for name in config.get("theory", {}).get("schedules", []):
         if name not in schedules:
             allowed = ", ".join(sorted(schedules))
             raise ConfigError(f"config key 'theory.schedules': {name!r} is not defined under 'schedules'; defined: {allowed}")
-    for key in ("compose", "spectra"):  # `run` names models defined in the same section
-        from reschrom.pairs import selected_models
+    from reschrom.registry import RegistryError, check_registry
 
-        try:
-            selected_models(config.get(key, {}), key)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    try:
+        check_registry(config)
+    except RegistryError as e:
+        raise ConfigError(str(e)) from None
     for name, spec in schedules.items():
         if spec.get("type") == "diffusers":
             p = Path(spec.get("path", ""))
@@ -140,21 +143,36 @@ def _check_data_and_training(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"config key 'training.schedule': {name!r} has type {schedules[name].get('type')!r}; training needs a DDPM schedule (type ddpm or cosine)")
     res = int(data.get("resolution", 32))
     k = int(config.get("kernel", 2))
-    max_levels = int(round(math.log(res, k))) + 1
+    from reschrom.theory import num_levels
+
+    max_levels = num_levels(res, k)
     M = int(train.get("num_levels", 2))
     if M > max_levels:
         raise ConfigError(f"config key 'training.num_levels': {M} levels need a resolution of at least {k ** (M - 1)}, data.resolution is {res}")
+    from reschrom.registry import trained_names
+
     models = config.get("models", {})
-    if not models:  # no models configured: the workflow trains nothing
-        return
-    needed = ["lowres", "residual", "t2i"] + [f"level_{m}" for m in range(M)]
-    for m in needed:
-        if m not in models and not (m.startswith("level_") and "level" in models):
-            raise ConfigError(f"config key 'models.{m}': missing (give models.{'level' if m.startswith('level_') else m})")
-    lvl = int(models.get("t2i", {}).get("level", 0))
-    if lvl >= max_levels - 2:
-        raise ConfigError(f"config key 'models.t2i.level': {lvl} leaves images of {res // k ** lvl} px; use a level below {max_levels - 2}")
-    for m, block in models.items():
+    up = config.get("upscale") or {}
+    if up.get("source", "trained") == "trained" and up.get("models"):
+        for role, task in (("lowres", "lowres"), ("residual", "residual"), ("levels", "level")):
+            n = up["models"].get(role)
+            e = models.get(n)
+            if e is None or e.get("kind") != "trained" or e.get("task") != task:
+                defined = ", ".join(trained_names(config, task)) or "(none)"
+                raise ConfigError(
+                    f"config key 'upscale.models.{role}': {n!r} is not a trained {task} model of the registry; "
+                    f"defined: {defined}"
+                )
+    for m in trained_names(config, "level"):
+        if int(m.split("_")[1]) >= max_levels:
+            raise ConfigError(f"config key 'training.num_levels': {M} levels need a resolution of at least {k ** (M - 1)}, data.resolution is {res}")
+    for name, block in models.items():
+        if block.get("kind") != "trained":
+            continue
+        if block.get("task") == "t2i":
+            lvl = int(block.get("level", 0))
+            if lvl >= max_levels - 2:
+                raise ConfigError(f"config key 'models.{name}.level': {lvl} leaves images of {res // k ** lvl} px; use a level below {max_levels - 2}")
         bs = int({**train, **block.get("train", {})}.get("batch_size", 32))
         if data.get("kind", "shapes") == "shapes" and bs > int(data.get("num_train", 4000)):
-            raise ConfigError(f"config key 'models.{m}': batch size {bs} exceeds data.num_train {data.get('num_train')}")
+            raise ConfigError(f"config key 'models.{name}': batch size {bs} exceeds data.num_train {data.get('num_train')}")

@@ -50,9 +50,6 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {"light": (225, 225, 225), "dark"
 TEXTURE_DIM = 0.55
 """Texture pixels are the colour times this factor (same hue, darker)."""
 
-COARSE_FACTORS = ("shape", "colour", "background", "cx", "cy", "size")
-FINE_FACTORS = ("texture",)
-
 
 @dataclass(frozen=True)
 class ShapeFactors:

@@ -7,7 +7,11 @@ on a cluster:
 - unconditional models (the low-resolution DDPM of eq. 20, the residual predictor of eq. 21
   and the per-level predictors of eq. 23) as a ``DDPMPipeline`` (``unet/`` + ``scheduler/``);
 - the text-conditional model as an ``IFPipeline``: ``UNet2DConditionModel`` + a from-scratch
-  ``T5EncoderModel`` + a word-level tokenizer built with the ``tokenizers`` package.
+  ``T5EncoderModel`` + a word-level tokenizer built with the ``tokenizers`` package;
+- its rectified-flow twin (``objective: flow_matching``) as the same components plus a
+  ``FlowMatchEulerDiscreteScheduler``, each saved with ``save_pretrained`` into its subfolder
+  and loaded by :class:`reschrom.flow.FlowTextToImage` (no ``model_index.json``: diffusers has
+  no pixel-space flow pipeline to load it).
 
 No class here is written by hand; this module only maps config blocks to constructors.
 """
@@ -104,12 +108,13 @@ def build_unet(cfg: Mapping[str, Any], sample_size: int) -> Any:
     )
 
 
-def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_dim: int) -> Any:
+def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_dim: int, out_channels: int = 6) -> Any:
     """A text-conditional ``UNet2DConditionModel`` (IF-style, pixel space, 3 → 6 channels).
 
     Like IF-I, the UNet outputs 2C channels, ε and a variance channel group; ``IFPipeline``
     splits them under classifier-free guidance. The project trains only the first C (ε); with
     the scheduler's ``variance_type="fixed_small"`` the pipeline discards the other C.
+    The flow-matching model (:func:`build_flow_t2i`) asks for ``out_channels=3`` (velocity only).
     """
     from diffusers import UNet2DConditionModel
 
@@ -120,7 +125,7 @@ def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_di
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=3,
-        out_channels=6,
+        out_channels=int(out_channels),
         block_out_channels=ch,
         layers_per_block=int(cfg.get("layers_per_block", 1)),
         down_block_types=_block_types(att, True, cross=True),
@@ -197,9 +202,9 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
                        sample_size: int | None = None) -> Any:
     """A from-scratch ``IFPipeline``: tokenizer + tiny T5 encoder + conditional UNet + DDPM scheduler.
 
-    ``cfg`` is the ``models.t2i`` block (UNet sizes and a ``text_encoder`` block). The UNet
-    predicts ε only (``out_channels=3``), which IFPipeline supports (it splits off a learned
-    variance only when the scheduler's ``variance_type`` asks for one). The safety checker,
+    ``cfg`` is the ``models.t2i`` block (UNet sizes and a ``text_encoder`` block). The UNet has
+    IF's 6 output channels (:func:`build_cond_unet`); only the first 3 (ε) are trained, and with
+    ``variance_type="fixed_small"`` IFPipeline discards the rest. The safety checker,
     feature extractor and watermarker are left out (``requires_safety_checker=False``).
     """
     from diffusers import DDPMScheduler, IFPipeline
@@ -218,6 +223,21 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
         watermarker=None,
         requires_safety_checker=False,
     )
+
+
+def build_flow_t2i(tokenizer: Any, cfg: Mapping[str, Any], sample_size: int | None = None) -> Any:
+    """A from-scratch rectified-flow text-to-image model (:class:`reschrom.flow.FlowTextToImage`):
+    the ``t2i`` architecture (tiny T5 + conditional UNet, ``out_channels=3``: the velocity) and a
+    ``FlowMatchEulerDiscreteScheduler(shift=cfg["shift"])`` (default shift 1.0)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from reschrom.flow import FlowTextToImage
+
+    enc = build_text_encoder(cfg, len(tokenizer))
+    size = int(sample_size or cfg.get("sample_size", 16))
+    unet = build_cond_unet(cfg, size, enc.config.d_model, out_channels=3)
+    sched = FlowMatchEulerDiscreteScheduler(shift=float(cfg.get("shift", 1.0)))
+    return FlowTextToImage(unet, enc, tokenizer, sched)
 
 
 def load_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Any:

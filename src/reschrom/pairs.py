@@ -74,24 +74,3 @@ def find_pair(spec: Mapping[str, Any], pid: str) -> dict[str, str]:
         if pair_id(p["structure"], p["texture"]) == pid:
             return p
     raise ValueError(f"prompt pair {pid!r} is not configured; configured: {', '.join(pair_ids(spec))}")
-
-
-def model_constraint(names: Sequence[str]) -> str:
-    """A wildcard constraint matching exactly the configured model names (never, if none)."""
-    return "|".join(re.escape(str(n)) for n in names) or "(?!)"
-
-
-def selected_models(section: Mapping[str, Any], key: str) -> list[str]:
-    """The models of a config section to run: its ``run`` list (each must be defined under
-    ``models``), or every defined model."""
-    models = section.get("models", {}) or {}
-    run = section.get("run")
-    if run is None:
-        return list(models)
-    missing = [m for m in run if m not in models]
-    if missing:
-        raise ValueError(
-            f"config key '{key}.run': {missing[0]!r} is not defined under '{key}.models'; "
-            f"defined: {', '.join(models) or 'none'}"
-        )
-    return list(run)

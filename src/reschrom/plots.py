@@ -19,13 +19,14 @@ from reschrom.io import read_parquet, save_figure  # noqa: E402
 def _pivot_r(df: pd.DataFrame, value: str = "r") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(matrix rows = levels coarse→fine top→bottom… , t_frac descending, resolutions)."""
     piv = df.pivot_table(index="resolution", columns="t_frac", values=value, dropna=False)
-    piv = piv.sort_index(ascending=True)  # 1×1 first row … R×R last
+    piv = piv.sort_index(ascending=True)  # coarsest level (1×1, or c×c e.g. 7×7) first … R×R last
     piv = piv[sorted(piv.columns, reverse=True)]  # T → 0 from left to right
     return piv.to_numpy(), np.asarray(piv.columns), np.asarray(piv.index)
 
 
 def chromatography_heatmap(ax, df: pd.DataFrame, value: str = "r", title: str = "", vmax=None):  # noqa: ANN001, ANN201
-    """Heatmap of r_m(t): rows 1×1 … R×R, time T → 0 from left to right (paper Fig. 4)."""
+    """Heatmap of r_m(t): rows coarsest … R×R (labelled from the ``resolution`` column, e.g.
+    1×1 … 64×64 or 7×7 … 28×28), time T → 0 from left to right (paper Fig. 4)."""
     mat, t, res = _pivot_r(df, value)
     im = ax.imshow(
         mat,

@@ -33,7 +33,7 @@ def _norm_strip(ax, chrom, title: str = "") -> None:  # noqa: ANN001
 
 
 def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLike, model: str = "", dpi: int = 110) -> None:
-    """Fig. 4: theory r_m(t) (left) beside the measured r̃_m(t) of CFG (right), rows 1×1 … R×R,
+    """Fig. 4: theory r_m(t) (left) beside the measured r̃_m(t) of CFG (right), rows coarsest … R×R,
     time T → 0 left to right; under each, the relative norms of ε_uncond, ε_cond and g."""
     chrom = read_parquet(table)
     n_p = int(chrom["n_prompts"].max()) if len(chrom) else 0

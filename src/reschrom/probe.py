@@ -235,22 +235,36 @@ def guidance_frame(
     prompt_id: str,
     prompt: str,
     seed: int,
-    alphas_cumprod: np.ndarray,
+    alphas_cumprod: np.ndarray | None = None,
+    alpha_bar: np.ndarray | None = None,
+    t_frac: np.ndarray | None = None,
     sample_offset: int = 0,
     kernel: int = 2,
+    resolution: int | None = None,
 ) -> pd.DataFrame:
-    """One row per (sample, step, m): the contract of ``results/guidance/...`` (DESIGN.md).
+    """One row per (sample, step, m): the contract of ``results/guidance/...`` (docs/DESIGN.md).
 
-    ``t`` is the denoiser's timestep (a DDPM step index), ``t_frac = t/(T-1)`` with T the
-    length of ``alphas_cumprod`` (1 = pure noise); ``resolution`` is the side of level m.
-    Extra column ``alpha_bar`` = ᾱ_t (so the theory r_m(t) needs no scheduler, Theorem 1).
+    ``t`` is the denoiser's own time (a DDPM step index, or σ of a flow-matching / EDM model).
+    Either ``alphas_cumprod`` (a DDPM table: ``t_frac = t/(T-1)``, ᾱ = table[t]) or the per-step
+    ``alpha_bar`` and ``t_frac`` arrays (length S; any schedule) give ``t_frac`` (1 = pure noise)
+    and the extra column ``alpha_bar`` = ᾱ_t (so the theory r_m(t) needs no scheduler, Theorem 1).
+    ``resolution`` is the side of the probed tensor (e.g. 28 gives levels 28, 14, 7); None assumes
+    a power of the kernel, n^(M-1).
     """
     S, _, B, M = result.energies.shape
-    ac = np.asarray(alphas_cumprod, dtype=np.float64)
-    T = len(ac)
-    t = result.timesteps
-    ti = np.clip(np.rint(t).astype(np.int64), 0, T - 1)
-    res = theory.level_resolutions(kernel ** (M - 1), kernel)
+    t = np.asarray(result.timesteps, dtype=np.float64)
+    if alpha_bar is None or t_frac is None:
+        if alphas_cumprod is None:
+            raise ValueError("guidance_frame needs alphas_cumprod or per-step alpha_bar and t_frac")
+        ac = np.asarray(alphas_cumprod, dtype=np.float64)
+        T = len(ac)
+        ti = np.clip(np.rint(t).astype(np.int64), 0, T - 1)
+        alpha_bar, t_frac = ac[ti], t / (T - 1)
+    alpha_bar = np.asarray(alpha_bar, dtype=np.float64).reshape(S)
+    t_frac = np.asarray(t_frac, dtype=np.float64).reshape(S)
+    res = theory.level_resolutions(kernel ** (M - 1) if resolution is None else int(resolution), kernel)
+    if len(res) != M:
+        raise ValueError(f"guidance_frame: resolution {resolution} has {len(res)} levels but the probe recorded {M}")
     ss, bb, mm = np.meshgrid(np.arange(S), np.arange(B), np.arange(M), indexing="ij")
     ss, bb, mm = ss.ravel(), bb.ravel(), mm.ravel()
     e = result.energies  # (S, 3, B, M)
@@ -263,13 +277,13 @@ def guidance_frame(
             "sample": (bb + sample_offset).astype(np.int32),
             "step": ss.astype(np.int32),
             "t": t[ss],
-            "t_frac": t[ss] / (T - 1),
+            "t_frac": t_frac[ss],
             "m": mm.astype(np.int32),
             "resolution": res[mm].astype(np.int32),
             "energy_guidance": e[ss, 0, bb, mm],
             "energy_cond": e[ss, 1, bb, mm],
             "energy_uncond": e[ss, 2, bb, mm],
-            "alpha_bar": ac[ti[ss]],
+            "alpha_bar": alpha_bar[ss],
         }
     )
     return df.sort_values(["sample", "step", "m"], kind="stable").reset_index(drop=True)

@@ -8,7 +8,10 @@ n^m × n^m blocks, so the bands
 
 are mutually orthogonal and sum to g, and Σ_m ‖g^(m)‖² = ‖g‖² exactly.
 
-All functions take batched tensors (B, C, H, W) with H = W = n^K on any device and dtype.
+All functions take batched tensors (B, C, H, W) with H = W = R on any device and dtype. Any
+side R = c·n^K (c not divisible by n) works: it has M = K + 1 levels of side R/n^m, and the
+coarsest band g^(M-1) holds everything at or below c×c (e.g. 28 = 7·2²: levels 28, 14, 7;
+a power of n ends at 1×1). U^m D^m stays an orthogonal projection, so the identities hold.
 """
 
 from __future__ import annotations
@@ -22,19 +25,30 @@ from reschrom import theory
 
 
 def _check(x: torch.Tensor, kernel: int) -> int:
+    """Validate a (B, C, R, R) batch and return its number of levels M (theory.num_levels)."""
     if x.ndim != 4:
         raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     if h != w:
         raise ValueError(f"expected square images, got {h}×{w}")
+    if h < 1:
+        raise ValueError(f"expected images of at least 1×1, got {h}×{w}")
     return theory.num_levels(h, kernel)
+
+
+def _check_pool(x: torch.Tensor, m: int, kernel: int) -> int:
+    k = int(kernel) ** int(m)
+    h, w = x.shape[-2:]
+    if m < 0 or h % k or w % k:
+        raise ValueError(f"cannot pool a {h}×{w} image {m} times by {kernel}: its sides must be divisible by {kernel}^{m} = {k}")
+    return k
 
 
 def downsample(x: torch.Tensor, m: int = 1, kernel: int = 2) -> torch.Tensor:
     """D^m: m-fold n×n average pooling (the paper's coarse graining)."""
     if m == 0:
         return x
-    k = kernel**m
+    k = _check_pool(x, m, kernel)
     return F.avg_pool2d(x, kernel_size=k, stride=k)
 
 
@@ -42,6 +56,8 @@ def upsample(x: torch.Tensor, m: int = 1, kernel: int = 2) -> torch.Tensor:
     """U^m: nearest-neighbour upsampling by n^m (repeats each pixel on an n^m × n^m block)."""
     if m == 0:
         return x
+    if m < 0:
+        raise ValueError(f"cannot upsample {m} times: the number of levels must be ≥ 0")
     k = kernel**m
     return x.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
 

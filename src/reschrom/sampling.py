@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reschrom import pyramid, theory
+from reschrom import pyramid
+from reschrom.levels import compose_levels, eps_from_x0, level_input, level_time, x0_from_eps
 from reschrom.schedules import DiscreteSchedule, Schedule
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -75,40 +76,9 @@ def _alpha_bar(schedule: Schedule, t: torch.Tensor) -> np.ndarray:
     return schedule.alpha_bar(schedule.t_frac_from_native(tn))
 
 
-def _bcast(v: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """Per-sample scalars (B,) or (1,) as a (B, 1, 1, 1) tensor on ``like``'s device/dtype."""
-    return torch.as_tensor(v, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
-
-
 # --------------------------------------------------------------------------------------
 # composite predictors (eq. 22, 24)
 # --------------------------------------------------------------------------------------
-
-
-def level_time(
-    schedule: Schedule,
-    level_schedule: Schedule,
-    t: torch.Tensor,
-    m: int,
-    kernel: int = 2,
-    time_adjustment: bool = True,
-) -> torch.Tensor:
-    """τ_m (eq. 15–16) of native time ``t`` of ``schedule``, as a native time of ``level_schedule``.
-
-    τ_m = SNR⁻¹(n^{2m} SNR(t)) by :func:`reschrom.theory.time_adjustment` (clamped to [0, 1]),
-    then mapped onto the level model's own time axis through its ᾱ (identity when both models
-    share a schedule). With ``time_adjustment=False`` (the ablation τ := t) the level model is
-    asked at the same time fraction as the full-resolution process. Returns float (B,).
-    """
-    tn = t.detach().double().cpu().numpy().reshape(-1)
-    t_frac = schedule.t_frac_from_native(tn)
-    if time_adjustment and m > 0:
-        tau_frac = theory.time_adjustment(schedule, t_frac, m, kernel)
-        a_tau = schedule.alpha_bar(tau_frac)
-        level_frac = np.clip(level_schedule.t_frac_from_alpha_bar(a_tau), 0.0, 1.0)
-    else:
-        level_frac = t_frac
-    return torch.as_tensor(level_schedule.native_t(level_frac), dtype=torch.float32, device=t.device)
 
 
 def multilevel_predictor(
@@ -122,7 +92,7 @@ def multilevel_predictor(
     """The M-level composite ε(x_t, t) = Σ_m n^{-m} U^m[ε^(m)(x^(m)_{τ_m}, τ_m)] (eq. 24).
 
     ``predictors[m]`` is ε^(m): it sees the level-m view x^(m)_{τ_m} = λ^(m)_t D^m[x_t]
-    (eq. 14–16, ``theory.intensity_factor``) at its adjusted time τ_m (:func:`level_time`) and
+    (eq. 14–16, ``levels.level_input``) at its adjusted time τ_m (``levels.level_time``) and
     predicts that level's unit-variance residual noise n^m(D^m ε - U D^{m+1} ε) (eq. 23), or
     n^m D^m ε at the coarsest level. Perfect predictors make the sum telescope back to ε.
     ``schedule`` is the full-resolution process's schedule (native time ``t``);
@@ -139,14 +109,14 @@ def multilevel_predictor(
         if t.numel() == 1:
             t = t.expand(x.shape[0])
         a = _alpha_bar(schedule, t)
-        out = torch.zeros_like(x)
-        for m, pred in enumerate(predictors):
-            lam = theory.intensity_factor(a, m, kernel) if intensity_rescaling else np.ones_like(a)
-            x_m = _bcast(lam, x) * pyramid.downsample(x, m, kernel)
-            tau = level_time(schedule, level_schedules[m], t, m, kernel, time_adjustment)
-            e_m = pred(x_m, tau)
-            out = out + pyramid.upsample(e_m, m, kernel) / float(kernel) ** m
-        return out
+        preds = [
+            pred(
+                level_input(x, a, m, kernel, intensity_rescaling),
+                level_time(schedule, level_schedules[m], t, m, kernel, time_adjustment),
+            )
+            for m, pred in enumerate(predictors)
+        ]
+        return compose_levels(preds, kernel)
 
     return eps
 
@@ -198,18 +168,6 @@ def make_scheduler(sampler: str, config: Any) -> Any:
         raise ValueError(f"only epsilon-prediction models are supported, got {cfg['prediction_type']!r}")
     cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
     return cls.from_config(cfg, clip_sample=False, thresholding=False)
-
-
-def x0_from_eps(x: torch.Tensor, eps: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
-    """Posterior mean x̂0 = (x_t - √(1-ᾱ_t) ε) / √ᾱ_t (eq. 7)."""
-    a = torch.as_tensor(alpha_bar, dtype=x.dtype, device=x.device)
-    return (x - (1 - a).sqrt() * eps) / a.sqrt()
-
-
-def eps_from_x0(x: torch.Tensor, x0: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
-    """ε consistent with x_t and a given x̂0: (x_t - √ᾱ_t x̂0) / √(1-ᾱ_t) (inverse of eq. 7)."""
-    a = torch.as_tensor(alpha_bar, dtype=x.dtype, device=x.device)
-    return (x - a.sqrt() * x0) / (1 - a).sqrt()
 
 
 def threshold_eps(

@@ -1,8 +1,10 @@
 """Time adjustment, intensity factor and resolution chromatography (paper §3).
 
 Level m of a sample is its m-fold average pooling D^m (kernel n, default 2), a grid of
-side R/n^m. Pooling n×n pixels divides the noise variance by n², so the level-m view of
-x_t is itself a diffusion sample at an earlier, less noisy time τ_m (eq. 14–16):
+side R/n^m; a resolution R = c·n^K (c not divisible by n) has M = K + 1 levels, the
+coarsest c×c (1×1 for a power of n, 7×7 for 28 = 7·2²). Pooling n×n pixels divides
+the noise variance by n², so the level-m view of x_t is itself a diffusion sample at an
+earlier, less noisy time τ_m (eq. 14–16):
 
     x^(m)_{τ_m} = λ^(m)_t D^m[x_t],  λ^(m)_t = n^m / √(1 + (n^{2m} - 1) ᾱ_t),
     τ_m = SNR⁻¹(n^{2m} · SNR(t)),    ᾱ_{τ_m} = n^{2m} ᾱ_t / ((n^{2m} - 1) ᾱ_t + 1).
@@ -17,8 +19,6 @@ With n = 2 the paper's "4^m" and "2^m" appear; every function here takes the ker
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -26,19 +26,27 @@ from reschrom.schedules import LOG_SNR_LIMIT, ArrayLike, Schedule
 
 
 def num_levels(resolution: int, kernel: int = 2) -> int:
-    """M = K + 1 levels for a resolution R = n^K: m = 0 (R×R) … K (1×1)."""
-    if resolution < 1 or kernel < 2:
-        raise ValueError(f"resolution {resolution} and kernel {kernel} must be ≥ 1 and ≥ 2")
-    k = round(math.log(resolution, kernel))
-    if kernel**k != resolution:
-        raise ValueError(f"resolution {resolution} is not a power of the kernel {kernel}")
+    """M = K + 1 levels for a resolution R = c·n^K with c not divisible by n.
+
+    Level m = 0 … K has side R/n^m; the coarsest (c×c, 1×1 for R = n^K) holds everything
+    at or below that size. E.g. 64 → 7 levels (64 … 1), 28 = 7·2² → 3 (28, 14, 7),
+    48 = 3·2⁴ → 5 (48 … 3); an R not divisible by n has the single level m = 0.
+    """
+    if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    if isinstance(kernel, bool) or int(kernel) != kernel or kernel < 2:
+        raise ValueError(f"kernel must be an integer ≥ 2, got {kernel!r}")
+    r, n, k = int(resolution), int(kernel), 0
+    while r % n == 0:
+        r //= n
+        k += 1
     return k + 1
 
 
 def level_resolutions(resolution: int, kernel: int = 2) -> np.ndarray:
-    """Side length of each level m = 0 … M-1: R, R/n, …, 1."""
+    """Side length of each level m = 0 … M-1: R, R/n, …, c (c = 1 when R = n^K)."""
     m = np.arange(num_levels(resolution, kernel))
-    return resolution // kernel**m
+    return int(resolution) // int(kernel) ** m
 
 
 def _scale(m: ArrayLike, kernel: int) -> np.ndarray:

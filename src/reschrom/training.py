@@ -1,20 +1,24 @@
 """Training the models of paper §4.2 (eq. 20–23) with a reproducible, resumable DDPM loop.
 
-Objectives (all ε-prediction, mean squared error):
+Objectives (ε-prediction unless said otherwise, mean squared error; the equations live in
+:mod:`reschrom.levels`):
 
 - ``lowres`` (eq. 20): a plain DDPM on level 1, D[x0]; target ε.
 - ``residual`` (eq. 21): full resolution, input x_t at t; target ε − U D[ε].
 - ``level`` m (eq. 23): input x^(m)_{τ_m} = λ^(m)_t D^m[x_t] at time τ_m (eq. 14–16); target
   2^m (D^m ε − U D^{m+1} ε), without the subtraction at the coarsest level m = M−1. The
-  composite Σ_m 2^{-m} U^m[ε^(m)] telescopes back to ε (eq. 24, :func:`compose_levels`).
-  τ_m is a fractional DDPM step (``UNet2DModel`` embeds float timesteps); samplers must feed
-  the same :func:`level_timesteps`.
+  composite Σ_m 2^{-m} U^m[ε^(m)] telescopes back to ε (eq. 24, ``levels.compose_levels``).
+  τ_m is a fractional DDPM step (``UNet2DModel`` embeds float timesteps), the same
+  ``levels.level_time`` the samplers use.
 - ``t2i``: a text-conditional IF-style model (``IFPipeline``); target ε on the UNet's first
   three channels; captions dropped to "" with probability ``p_uncond`` for classifier-free
-  guidance (eq. 5).
+  guidance (eq. 5). With ``objective: flow_matching`` in its model block, the same
+  architecture learns a rectified-flow velocity instead (:mod:`reschrom.flow`): input
+  x_flow = (1−σ)x0 + σε at timestep σ·1000, target u = ε − x0, σ logit-normal and time-shifted
+  by the block's ``shift``; it is saved as a :class:`reschrom.flow.FlowTextToImage` folder.
 
 Optional min-SNR-γ weighting (``snr_gamma``) reweights time steps without changing the
-minimiser. The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
+minimiser (ε objectives only; the flow objective ignores it). The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
 gradient clipping, a NaN/inf guard naming the step, checkpoints every N steps (safetensors
 weights and EMA, optimizer and RNG state loaded with ``torch.load(weights_only=True)``) and
 resume from the latest, tqdm progress. Every random draw comes from one seeded CPU
@@ -41,39 +45,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reschrom import theory
+from reschrom import flow
 from reschrom.io import save_figure, write_parquet
-from reschrom.pyramid import downsample, upsample
+from reschrom.levels import forward_diffuse, level_input, level_target, level_time, residual_target
+from reschrom.schedules import DiscreteSchedule
 
 KINDS = ("lowres", "residual", "level", "t2i")
-
-# --------------------------------------------------------------------------------------
-# the objectives, one named function per equation
-# --------------------------------------------------------------------------------------
-
-
-def forward_diffuse(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε (eq. 1); ``alpha_bar`` has one entry per sample."""
-    a = alpha_bar.to(x0.dtype).view(-1, 1, 1, 1)
-    return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
-
-
-def residual_target(eps: torch.Tensor, kernel: int = 2) -> torch.Tensor:
-    """ε − U D[ε] (eq. 21): the noise the residual predictor learns; D of it is zero."""
-    return eps - upsample(downsample(eps, 1, kernel), 1, kernel)
-
-
-def level_target(eps: torch.Tensor, m: int, num_levels: int, kernel: int = 2) -> torch.Tensor:
-    """2^m (D^m ε − U D^{m+1} ε) for m < M−1, 2^m D^m ε at the coarsest level m = M−1 (eq. 23).
-
-    The result lives at level m's resolution and has unit variance per pixel for white ε.
-    """
-    if not 0 <= m < num_levels:
-        raise ValueError(f"level {m} is outside 0 … {num_levels - 1}")
-    d = downsample(eps, m, kernel)
-    if m < num_levels - 1:
-        d = d - upsample(downsample(d, 1, kernel), 1, kernel)
-    return float(kernel) ** m * d
+OBJECTIVES = flow.OBJECTIVES
+"""``objective`` of a model block: ε-prediction (all kinds) or rectified flow (``t2i`` only)."""
 
 
 def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -84,45 +63,6 @@ def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
     """
     snr = alpha_bar.double() / (1.0 - alpha_bar.double())
     return (snr.clamp(max=gamma) / snr).float()
-
-
-def compose_levels(preds: Sequence[torch.Tensor], kernel: int = 2) -> torch.Tensor:
-    """ε(x_t, t) = Σ_m 2^{-m} U^m[ε^(m)] (eq. 24): the full-resolution noise of M level predictions."""
-    out = None
-    for m, p in enumerate(preds):
-        term = upsample(p, m, kernel) / float(kernel) ** m
-        out = term if out is None else out + term
-    if out is None:
-        raise ValueError("compose_levels needs at least one level")
-    return out
-
-
-def level_input(x_t: torch.Tensor, alpha_bar: torch.Tensor, m: int, kernel: int = 2) -> torch.Tensor:
-    """x^(m)_{τ_m} = λ^(m)_t D^m[x_t] (eq. 14–16): level m of x_t as a unit-variance sample."""
-    if m == 0:
-        return x_t
-    lam = torch.as_tensor(
-        theory.intensity_factor(alpha_bar.detach().double().cpu().numpy(), m, kernel), dtype=x_t.dtype
-    ).to(x_t.device)
-    return lam.view(-1, 1, 1, 1) * downsample(x_t, m, kernel)
-
-
-def level_timesteps(alphas_cumprod: torch.Tensor, t: torch.Tensor, m: int, kernel: int = 2) -> torch.Tensor:
-    """τ_m = SNR⁻¹(4^m SNR(t)) (eq. 15–16) as fractional DDPM steps in [0, T−1].
-
-    Computed on the scheduler's own ᾱ table (log-SNR interpolated between steps); where
-    4^m SNR(t) exceeds the largest SNR of the table, τ_m is clipped to step 0.
-    """
-    if m == 0:
-        return t.to(torch.float32)
-    from reschrom.schedules import DiscreteSchedule
-
-    ac = alphas_cumprod.detach().double().cpu().numpy()
-    sched = DiscreteSchedule(ac, name="training")
-    T = len(ac)
-    tf = t.detach().double().cpu().numpy() / (T - 1)
-    tau = theory.time_adjustment(sched, tf, m, kernel, clip=True) * (T - 1)
-    return torch.as_tensor(tau, dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------------------
@@ -149,6 +89,27 @@ class TrainSpec:
             raise ValueError(f"training kind {self.kind!r} is unknown; allowed: {', '.join(KINDS)}")
         if self.kind == "level" and not 0 <= self.level < self.num_levels:
             raise ValueError(f"training.num_levels: level {self.level} is outside 0 … {self.num_levels - 1}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"models.{self.kind}.objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+        if self.flow and self.kind != "t2i":
+            raise ValueError(f"models.{self.kind}.objective: flow_matching is implemented for t2i only")
+        if not self.shift > 0:
+            raise ValueError(f"models.{self.kind}.shift must be positive, got {self.shift}")
+
+    @property
+    def objective(self) -> str:
+        """``epsilon`` (default) or ``flow_matching``: the model block's ``objective``."""
+        return str(self.model_cfg.get("objective") or "epsilon")
+
+    @property
+    def flow(self) -> bool:
+        return self.objective == "flow_matching"
+
+    @property
+    def shift(self) -> float:
+        """The flow time shift s (σ' = sσ/(1+(s−1)σ)) of the model block, default 1."""
+        v = self.model_cfg.get("shift")
+        return 1.0 if v is None else float(v)
 
     def fingerprint(self, data_digest: str) -> str:
         blob = json.dumps(
@@ -230,7 +191,10 @@ class _Bundle:
             if captions is None:
                 raise ValueError("t2i training needs captions (captions.parquet of the split)")
             self.tokenizer = models.build_word_tokenizer(list(captions) + [""])
-            self.pipe = models.build_t2i_pipeline(self.tokenizer, spec.model_cfg, self.scheduler, sample_size)
+            if spec.flow:
+                self.pipe = models.build_flow_t2i(self.tokenizer, spec.model_cfg, sample_size)
+            else:
+                self.pipe = models.build_t2i_pipeline(self.tokenizer, spec.model_cfg, self.scheduler, sample_size)
             self.modules = {"unet": self.pipe.unet, "text_encoder": self.pipe.text_encoder}
         else:
             unet = models.build_unet(spec.model_cfg, sample_size)
@@ -244,14 +208,7 @@ class _Bundle:
 
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         """Token ids padded to 77 exactly as ``IFPipeline.encode_prompt`` does, and the T5 states."""
-        tok = self.tokenizer(
-            list(captions), padding="max_length", max_length=77, truncation=True,
-            add_special_tokens=True, return_tensors="pt",
-        )
-        out = self.modules["text_encoder"](
-            tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)
-        )
-        return out[0]
+        return flow.encode_prompts(self.tokenizer, self.modules["text_encoder"], captions)
 
 
 def _digest(x: torch.Tensor, captions: Sequence[str] | None) -> str:
@@ -364,7 +321,8 @@ def train(
     threads: int | None = None,
     name: str = "model",
 ) -> pd.DataFrame | None:
-    """Train one model on ``images`` (N, 3, H, W) in [-1, 1] and save it as a pipeline folder.
+    """Train one model on ``images`` (N, 3, H, W) in [-1, 1] and save it as a pipeline folder
+    (a ``FlowTextToImage`` folder for ``objective: flow_matching``).
 
     Resumes from the newest matching checkpoint in ``checkpoint_dir``. ``stop_after`` ends
     the run after that many steps *of this call* with a checkpoint and no saved model (it
@@ -424,6 +382,7 @@ def train(
     caps = list(captions) if captions is not None else None
     alphas = bundle.scheduler.alphas_cumprod.to(torch.float32)
     T = len(alphas)
+    schedule = DiscreteSchedule(alphas.double().numpy(), name=spec.schedule_name) if spec.kind == "level" else None
     fp = spec.fingerprint(_digest(images, caps))
     ckroot = Path(checkpoint_dir)
     start, log_rows = 0, []
@@ -442,26 +401,37 @@ def train(
         t0 = time.perf_counter()
         idx = torch.randint(n, (bs,), generator=gen)
         noise = torch.randn((bs, 3, h, w), generator=gen).to(dev)
-        t = torch.randint(0, T, (bs,), generator=gen)
+        if spec.flow:  # rectified flow: x_flow = (1−σ)x0 + σε at timestep σ·1000, target ε − x0
+            sigma = flow.training_sigmas(bs, spec.shift, gen)
+        else:  # eq. 1 at a DDPM step
+            t = torch.randint(0, T, (bs,), generator=gen)
         drop = torch.rand(bs, generator=gen) < p_uncond
         x0 = data[idx.to(dev)]
-        ab = alphas[t]
-        x_t = forward_diffuse(x0, noise, ab.to(dev))
+        if spec.flow:
+            ab = None
+            x_t = flow.flow_interpolate(x0, noise, sigma)
+            timestep = (sigma * flow.TIMESTEP_SCALE).to(dev)
+            target = flow.velocity_target(x0, noise)
+        else:
+            ab = alphas[t]
+            x_t = forward_diffuse(x0, noise, ab.to(dev))
+            timestep = t.to(dev)
+            target = noise
         with autocast:
             if spec.kind == "t2i":
                 texts = ["" if d else caps[i] for i, d in zip(idx.tolist(), drop.tolist())]
                 cond = bundle.encode(texts)
-                pred = unet_call(x_t, t.to(dev), encoder_hidden_states=cond).sample[:, :3]
-                target = noise
+                pred = unet_call(x_t, timestep, encoder_hidden_states=cond).sample[:, :3]
             elif spec.kind == "level":
                 inp = level_input(x_t, ab, spec.level, k)
-                tau = level_timesteps(alphas, t, spec.level, k).to(dev)
+                tau = level_time(schedule, None, t, spec.level, k).to(dev)
                 pred = unet_call(inp, tau).sample
                 target = level_target(noise, spec.level, spec.num_levels, k)
             else:
-                pred = unet_call(x_t, t.to(dev)).sample
-                target = residual_target(noise, k) if spec.kind == "residual" else noise
-        if snr_gamma:
+                pred = unet_call(x_t, timestep).sample
+                if spec.kind == "residual":
+                    target = residual_target(noise, k)
+        if snr_gamma and ab is not None:
             loss = (min_snr_weights(ab, snr_gamma).to(dev) * (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))).mean()
         else:
             loss = F.mse_loss(pred.float(), target.float())
@@ -557,7 +527,8 @@ def train_from_files(
 
 
 def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, title: str = "", dpi: int = 110) -> None:
-    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet."""
+    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet
+    (the ε-prediction MSE, or the velocity MSE of a flow-matching folder)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -573,7 +544,7 @@ def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, titl
             label=f"running mean ({win} steps)")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("ε-prediction MSE")
+    ax.set_ylabel("velocity MSE" if flow.is_flow_folder(model_dir) else "ε-prediction MSE")
     ips = float(np.median(df["images_per_s"])) if len(df) else float("nan")
     ax.set_title(f"{title}  ({ips:.0f} images/s)")
     ax.legend(fontsize=7)

@@ -40,16 +40,11 @@ SPECTRA_COLUMNS = ["model", "step", "t", "t_frac", "k", "power", "n_samples"]
 def posterior_mean(
     x_t: torch.Tensor, model_output: torch.Tensor, alpha_bar: float, prediction_type: str = "epsilon"
 ) -> torch.Tensor:
-    """x̂0 = E[x0|x_t] from a model output (eq. 7 for ε; v and sample predictions converted)."""
-    a = float(alpha_bar)
-    sa, s1 = a**0.5, (1.0 - a) ** 0.5
-    if prediction_type == "epsilon":
-        return (x_t - s1 * model_output) / sa
-    if prediction_type == "v_prediction":
-        return sa * x_t - s1 * model_output
-    if prediction_type == "sample":
-        return model_output
-    raise ValueError(f"prediction_type {prediction_type!r} is unknown; allowed: epsilon, v_prediction, sample")
+    """x̂0 = E[x0|x_t] from a model output (eq. 7 for ε; v and sample predictions converted):
+    ``reschrom.levels.posterior_mean`` at the scalar ``alpha_bar``."""
+    from reschrom.levels import posterior_mean as _posterior_mean
+
+    return _posterior_mean(x_t, model_output, float(alpha_bar), prediction_type)
 
 
 @dataclass
@@ -200,7 +195,9 @@ def x0_spectra(
     )
 
 
-def spectra_frame(result: SpectraResult, model: str, num_train_timesteps: int) -> pd.DataFrame:
+def spectra_frame(
+    result: SpectraResult, model: str, num_train_timesteps: int, t_frac: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per (step, k): the contract of ``results/spectra/{model}.parquet``.
 
     ``step`` = k of the change x̂0(t_step) - x̂0(t_{step-1}) (1 … S-1), ``t`` its timestep,
@@ -216,7 +213,7 @@ def spectra_frame(result: SpectraResult, model: str, num_train_timesteps: int) -
             "model": model,
             "step": ss.ravel().astype(np.int32),
             "t": t,
-            "t_frac": t / (num_train_timesteps - 1),
+            "t_frac": t / (num_train_timesteps - 1) if t_frac is None else np.asarray(t_frac)[ss.ravel()],
             "k": kk.ravel().astype(np.int32),
             "power": result.power.ravel(),
             "n_samples": np.int32(result.n_samples),
@@ -236,8 +233,76 @@ def save_snapshots(result: SpectraResult, path: str | os.PathLike) -> None:
         save_file(data, str(tmp))
 
 
+def x0_spectra_denoiser(
+    den: Any,
+    prompts: Sequence[str],
+    n_samples: int = 8,
+    batch_size: int = 4,
+    seed: int = 0,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 4.0,
+    n_snapshots: int = 6,
+) -> SpectraResult:
+    """:func:`x0_spectra` for a denoiser model (``kind: module``, the flow-matching toy), sampled
+    with the project's DDIM (eq. 4) and CFG (eq. 5): x̂0 (eq. 7) of the guided ε at each step.
+    ``timesteps`` are the schedule's native times (σ for EDM and flow matching)."""
+    from reschrom.denoisers import initial_noise, sample_cfg
+
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError("n_samples and batch_size must be ≥ 1")
+    total: torch.Tensor | None = None
+    fracs: list[float] = []
+    snaps_x: list[torch.Tensor] = []
+    snaps_0: list[torch.Tensor] = []
+    snap_steps: list[int] = []
+    done = b = 0
+    while done < n_samples:
+        n = min(batch_size, n_samples - done)
+        batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
+        state: dict[str, Any] = {"prev": None, "spec": [], "x": [], "x0": [], "t": []}
+
+        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g, state=state, keep=(b == 0)):  # noqa: ANN001, ANN202
+            x0 = posterior_mean(x_t.float(), eps_g.float(), float(alpha_bar))
+            if state["prev"] is not None:
+                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
+            state["prev"] = x0
+            state["t"].append(float(t_frac))
+            if keep:
+                state["x"].append(x_t[0].float().cpu())
+                state["x0"].append(x0[0].cpu())
+
+        x_T = initial_noise(den, n, seed + b, den.device)
+        sample_cfg(
+            den, [den.encode(batch_prompts)], den.null_condition(n), guidance_scale=float(guidance_scale),
+            num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
+        )
+        spec = torch.stack(state["spec"]).double().cpu()
+        total = spec if total is None else total + spec
+        if b == 0:
+            fracs = state["t"]
+            S = len(state["x0"])
+            snap_steps = sorted({int(round(v)) for v in np.linspace(0, S - 1, max(1, min(n_snapshots, S)))})
+            snaps_x = [state["x"][i] for i in snap_steps]
+            snaps_0 = [state["x0"][i] for i in snap_steps]
+        done += n
+        b += 1
+    assert total is not None
+    return SpectraResult(
+        timesteps=np.asarray(den.schedule.native_t(np.asarray(fracs)), dtype=np.float64),
+        power=(total / n_samples).numpy(),
+        n_samples=n_samples,
+        snapshots={
+            "x_t": torch.stack(snaps_x).contiguous(),
+            "x0": torch.stack(snaps_0).contiguous(),
+            "steps": torch.tensor(snap_steps),
+            "t_frac": torch.tensor(fracs, dtype=torch.float64),
+        },
+    )
+
+
 def run_spectra(
-    spec: dict[str, Any],
+    model_spec: dict[str, Any],
+    settings: dict[str, Any],
     *,
     model: str,
     table_out: str,
@@ -248,23 +313,29 @@ def run_spectra(
     n_snapshots: int = 6,
     device: str = "auto",
 ) -> None:
-    """Rule glue: build the model from its config entry, run :func:`x0_spectra`, write the
-    table (:data:`SPECTRA_COLUMNS`) and the snapshots."""
-    from reschrom.compose import build_pipeline
+    """Rule glue: load registry model ``model_spec``, run :func:`x0_spectra` (or
+    :func:`x0_spectra_denoiser`) with the stage ``settings``, write the table
+    (:data:`SPECTRA_COLUMNS`) and the snapshots."""
     from reschrom.io import write_parquet
+    from reschrom.registry import is_denoiser_model, load_model
 
-    pipe = build_pipeline(spec, device)
-    prompts = list(spec.get("prompts") or [""])
-    res = x0_spectra(
-        pipe,
-        prompts,
+    net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
+    prompts = list(settings["prompts"])
+    common = dict(
         n_samples=n_samples,
         batch_size=batch_size,
         seed=seed,
-        num_inference_steps=int(spec.get("num_inference_steps", 50)),
-        guidance_scale=float(spec.get("guidance_scale", 4.0)),
+        num_inference_steps=int(settings["num_inference_steps"]),
+        guidance_scale=float(settings["guidance_scale"]),
         n_snapshots=n_snapshots,
     )
-    T = int(pipe.scheduler.config.get("num_train_timesteps", 1000))
-    write_parquet(spectra_frame(res, model, T), table_out)
+    if is_denoiser_model(model_spec):
+        res = x0_spectra_denoiser(net, prompts, **common)
+        frac = res.snapshots.pop("t_frac").numpy()
+        table = spectra_frame(res, model, 2, t_frac=frac)
+    else:
+        res = x0_spectra(net, prompts, **common)
+        T = int(net.scheduler.config.get("num_train_timesteps", 1000))
+        table = spectra_frame(res, model, T)
+    write_parquet(table, table_out)
     save_snapshots(res, snapshots_out)

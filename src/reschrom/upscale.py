@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from reschrom import pyramid, sampling, theory
 from reschrom.io import atomic_path, check_model_folder
+from reschrom.levels import level_noise, residual_target
 from reschrom.schedules import Schedule
 
 CASCADE_VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -42,8 +43,6 @@ CASCADE_VARIANTS: dict[str, tuple[bool, bool]] = {
 """variant → (time adjustment τ, intensity rescaling λ) of eq. 22."""
 LOWRES_VARIANTS = ("nearest", "bicubic")
 VARIANTS = (*CASCADE_VARIANTS, *LOWRES_VARIANTS, "multilevel")
-GRID_ROWS = ("nearest", "no_time_adjustment", "no_intensity_rescaling", "full")
-"""Rows of the Fig. 6 layout: low-res samples, τ ablation, λ ablation, the full method."""
 ROW_LABELS = {
     "nearest": "low-res samples\n(nearest ×2)",
     "bicubic": "low-res samples\n(bicubic ×2)",
@@ -138,7 +137,7 @@ class HaarGaussian:
         def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             a = sampling._alpha_bar(schedule, torch.as_tensor(t).reshape(-1))
             e = self.eps(x, a)
-            return e - pyramid.project(e, 1, self.kernel) if residual else e
+            return residual_target(e, self.kernel) if residual else e
 
         return eps
 
@@ -294,7 +293,7 @@ def sample_variant(
     full = size * kernel**down
     x_T = sampling.initial_noise((num_samples, C, full, full), seed, device)
     if down:
-        x_T = kernel**down * pyramid.downsample(x_T, down, kernel)
+        x_T = level_noise(x_T, down, kernel)
     scheduler = sampling.make_scheduler(sampler, sched_cfg)
     outs = []
     for b, start in enumerate(range(0, num_samples, batch_size)):
