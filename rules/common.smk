@@ -24,6 +24,26 @@ except ConfigError as err:
 from reschrom import registry
 
 
+def _check_cuda():
+    """device: cuda (or a GPU resource) on a local run without CUDA: one line, before any job
+    (a cluster controller plans on a login node; its jobs check on their GPU node)."""
+    wants = config["device"] == "cuda" or any(int(r.get("gpu", 0)) > 0 for r in config["resources"].values())
+    if not wants or not workflow.local_exec or workflow.dryrun:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        key = "device" if config["device"] == "cuda" else "resources.*.gpu"
+        sys.stderr.write(
+            f"reschrom: config key '{key}': asks for a GPU, but CUDA is not available on this machine; "
+            "use device: auto or cpu and gpu: 0, or run on GPU nodes (--profile profiles/slurm)\n"
+        )
+        sys.exit(1)
+
+
+_check_cuda()
+
+
 def get_model_load_spec(name):
     """What loading registry model `name` needs (its kind, path/factory/…): a rule's params."""
     return registry.load_spec(config, name)
@@ -192,7 +212,7 @@ def get_training_outputs():
 
 # ---- chromatography (rules/chromatography.smk) --------------------------------
 
-from reschrom.chromatography import PROMPT_ID_PATTERN, prompt_ids, read_prompts
+from reschrom.chromatography import PROMPT_ID_PATTERN, PromptFileError, prompt_ids, read_prompts
 
 
 def get_chromatography_measured():
@@ -214,7 +234,12 @@ def get_chromatography_model_pattern():
 def get_chromatography_prompts(model):
     """{prompt_id: prompt} of `model`: chromatography.prompts or its override (list or file)."""
     prompts = get_stage_settings("chromatography", model)["prompts"]
-    return prompt_ids(read_prompts(prompts, base=workflow.basedir))
+    try:
+        return prompt_ids(read_prompts(prompts, base=workflow.basedir))
+    except PromptFileError as err:
+        key = "chromatography.overrides." + model if "prompts" in (config["chromatography"]["overrides"].get(model) or {}) else "chromatography"
+        sys.stderr.write(f"reschrom: config key '{key}.prompts': {err}\n")
+        sys.exit(1)
 
 
 def get_chromatography_prompt(model, prompt_id):

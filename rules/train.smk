@@ -21,7 +21,6 @@ rule train_lowres:
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
-        device=config["device"],
         checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:
@@ -52,7 +51,6 @@ rule train_residual:
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
-        device=config["device"],
         checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:
@@ -83,7 +81,6 @@ rule train_level:
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
-        device=config["device"],
         checkpoints="results/checkpoints/{dataset}/level_{m}",
     threads: get_threads("train")
     resources:
@@ -114,7 +111,6 @@ rule train_t2i:
         num_levels=config["training"]["num_levels"],
         kernel=config["kernel"],
         seed=config["seed"],
-        device=config["device"],
         checkpoints="results/checkpoints/{dataset}/{model}",
     threads: get_threads("train")
     resources:

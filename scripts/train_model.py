@@ -18,6 +18,6 @@ train_from_files(
     num_levels=snakemake.params.num_levels,
     kernel=snakemake.params.kernel,
     seed=snakemake.params.seed,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],  # not a param: changing it alone never retrains
     threads=snakemake.threads,
 )

@@ -17,6 +17,8 @@ from reschrom.chromatography import (
     agreement_table,
     jensen_shannon,
     prompt_id,
+    PromptFileError,
+    read_prompt_table,
     read_prompts,
     theory_for_alpha_bar,
     write_chromatography,
@@ -84,8 +86,30 @@ def test_read_prompts_tsv_and_list(tmp_path):
     q.write_text("first prompt\nsecond prompt\n")
     assert read_prompts(q) == ["first prompt", "second prompt"]
     assert read_prompts(["b", "a", "b"]) == ["b", "a"]
-    with pytest.raises(FileNotFoundError, match="missing.tsv"):
+    with pytest.raises(PromptFileError, match="missing.tsv"):
         read_prompts(tmp_path / "missing.tsv")
+
+
+def test_prompt_files_csv_category_and_bad_input(tmp_path):
+    c = tmp_path / "suite.csv"
+    c.write_text('id,prompt,category\n1,"a red circle, striped",plain\n2,a blue square,textured\n', encoding="utf-8")
+    table = read_prompt_table(c)
+    assert list(table["prompt"]) == ["a red circle, striped", "a blue square"]
+    assert list(table["category"]) == ["plain", "textured"]
+    cases = {
+        "noheader.tsv": ("text\tid\na corgi\t1\n", "no 'prompt' column"),
+        "lines.csv": ("a corgi,1\na house,2\n", "no 'prompt' column"),
+        "empty.tsv": ("", "no 'prompt' column"),
+        "header_only.tsv": ("prompt\tcategory\n", "no prompt in it"),
+        "blank_cat.tsv": ("prompt\tcategory\na corgi\t\n", "empty category"),
+        "prompts.json": ('["a corgi"]', "unknown type .json"),
+        "empty.txt": ("# only a comment\n\n", "no prompt in it"),
+    }
+    for name, (text, what) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(PromptFileError) as e:
+            read_prompts(tmp_path / name)
+        assert name in str(e.value) and what in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
 # -- synthetic dumps ---------------------------------------------------------------------

@@ -285,18 +285,19 @@ def test_expand_pairs_templates():
     assert sweep_etas([0.8, 0.2]) == [1.0, 0.8, 0.2, 0.0]
 
 
-def test_build_pipeline_from_config_entries(tmp_path, if_pipe):
+def test_registry_loads_oracle_and_pipelines_with_sampler(tmp_path, if_pipe):
     from diffusers import DDIMScheduler
 
     from reschrom.oracle import OraclePipeline
+    from reschrom.registry import load_model
 
-    pipe = compose.build_pipeline({"kind": "oracle", "resolution": 8, "sampler": "default"}, "cpu")
+    pipe = load_model({"name": "oracle", "kind": "oracle"}, "cpu", resolution=8)
     assert isinstance(pipe, OraclePipeline) and pipe.unet.config.sample_size == 8
     if_pipe.save_pretrained(tmp_path / "t2i")
-    pipe = compose.build_pipeline({"kind": "pipeline", "path": str(tmp_path / "t2i"), "sampler": "ddim"}, "cpu")
+    pipe = load_model({"name": "p", "kind": "pipeline", "path": str(tmp_path / "t2i")}, "cpu", sampler="ddim")
     assert isinstance(pipe.scheduler, DDIMScheduler)
-    with pytest.raises(ValueError, match="sampler"):
-        compose.build_pipeline({"kind": "oracle", "sampler": "euler"}, "cpu")
+    with pytest.raises(KeyError):
+        load_model({"name": "oracle", "kind": "oracle"}, "cpu", sampler="euler")
 
 
 def test_run_list_must_name_defined_models(repo):
@@ -310,14 +311,18 @@ def test_run_list_must_name_defined_models(repo):
     smoke = yaml.safe_load((repo / "configs" / "smoke.yaml").read_text())
     cfg = copy.deepcopy(smoke)
     cfg["compose"]["run"] = ["sd15"]
-    with pytest.raises(ConfigError, match=r"compose\.run.*'sd15'.*not defined"):
+    with pytest.raises(ConfigError, match=r"compose\.run.*'sd15'.*not in the registry.*defined: oracle"):
         validate_config(cfg, schema)
     cfg = copy.deepcopy(smoke)
-    cfg["spectra"]["models"]["toy"].pop("path")
+    cfg["models"]["sd15"] = {"kind": "pipeline"}
     with pytest.raises(ConfigError, match="path"):
         validate_config(cfg, schema)
     cfg = copy.deepcopy(smoke)
     del cfg["compose"]["etas"]
+    del cfg["compose"]["overrides"]["oracle"]["pairs"]
     validate_config(cfg, schema)
     assert cfg["compose"]["etas"] == [1.0, 0.8, 0.6, 0.4, 0.2]  # schema defaults
-    assert cfg["compose"]["models"]["oracle"]["sampler"] == "default"
+    from reschrom.registry import stage_settings
+
+    oracle = stage_settings(cfg, "compose", "oracle")
+    assert oracle["pairs"] == cfg["compose"]["pairs"] and oracle["resolution"] == 8  # stage value + override

@@ -1,4 +1,4 @@
-"""Identities of the pooling pyramid (DESIGN.md; eq. 14–16, 19; Algorithm 1)."""
+"""Identities of the pooling pyramid (docs/DESIGN.md; eq. 14–16, 19; Algorithm 1)."""
 
 from __future__ import annotations
 

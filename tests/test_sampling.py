@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 torch.set_num_threads(1)  # the CI machine is shared: one thread is faster than contention
 
-from reschrom import pyramid, sampling, theory  # noqa: E402
+from reschrom import levels, pyramid, sampling, theory  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_composite_feeds_each_level_its_rescaled_view_and_adjusted_time(schedule
 
 def test_level_time_matches_theory_time_adjustment(schedule):
     t = torch.tensor([100.0, 400.0, 900.0])
-    tau = sampling.level_time(schedule, schedule, t, 1)
+    tau = levels.level_time(schedule, schedule, t, 1)
     expect = schedule.native_t(theory.time_adjustment(schedule, schedule.t_frac_from_native(t.double().numpy()), 1))
     np.testing.assert_allclose(tau.double().numpy(), expect, rtol=1e-5)
     assert not np.allclose(tau.numpy(), np.round(tau.numpy()))  # continuous, not integer steps
@@ -107,9 +107,9 @@ def test_threshold_keeps_pixels_in_range(mode):
     x = 3 * _noise((4, 3, 16, 16), 0)
     e = _noise((4, 3, 16, 16), 1)
     e2 = sampling.threshold_eps(x, e, a, mode)
-    x0 = sampling.x0_from_eps(x, e2, a)
+    x0 = levels.x0_from_eps(x, e2, a)
     assert x0.abs().max() <= 1 + 1e-9
-    assert (sampling.x0_from_eps(x, e, a).abs() > 1).any()  # there was something to clamp
+    assert (levels.x0_from_eps(x, e, a).abs() > 1).any()  # there was something to clamp
 
 
 @pytest.mark.parametrize("mode", ["multires", "static"])
@@ -179,11 +179,11 @@ def test_make_scheduler_rejects_unknown_and_disables_its_own_clipping(sched_conf
     assert s.config.clip_sample is False
 
 
-def test_level_time_agrees_with_training_level_timesteps(sched_config, schedule):
-    """Sampling asks each level model at the τ_m it was trained with (reschrom.training)."""
-    training = pytest.importorskip("reschrom.training")
-    sched = DDPMScheduler.from_config(sched_config)
+def test_level_time_through_a_level_models_own_schedule(sched_config, schedule):
+    """A level model loaded with its own (equal) schedule is asked at the τ_m of training,
+    which uses the full-resolution schedule itself (``level_schedule=None``)."""
+    own = sampling.schedule_of(DDPMScheduler.from_config(sched_config), name="level model")
     t = torch.tensor([0.0, 7.0, 250.0, 999.0])
-    for m in (1, 2):
-        want = training.level_timesteps(sched.alphas_cumprod, t, m)
-        torch.testing.assert_close(sampling.level_time(schedule, schedule, t, m), want, rtol=1e-5, atol=1e-4)
+    for m in (0, 1, 2):
+        want = levels.level_time(schedule, None, t, m)
+        torch.testing.assert_close(levels.level_time(schedule, own, t, m), want, rtol=1e-5, atol=1e-4)

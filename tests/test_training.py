@@ -18,19 +18,17 @@ from safetensors.torch import load_file
 
 from reschrom import theory
 from reschrom.data import make_shapes
-from reschrom.pyramid import downsample, upsample
-from reschrom.training import (
-    NonFiniteLossError,
-    TrainSpec,
+from reschrom.levels import (
     compose_levels,
     forward_diffuse,
     level_input,
     level_target,
-    level_timesteps,
-    min_snr_weights,
+    level_time,
     residual_target,
-    train,
 )
+from reschrom.pyramid import downsample, upsample
+from reschrom.schedules import DiscreteSchedule
+from reschrom.training import NonFiniteLossError, TrainSpec, min_snr_weights, train
 
 SCHED = {"type": "ddpm", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 TINY = {
@@ -83,6 +81,7 @@ def test_level_input_is_a_diffusion_sample_at_tau():
     from diffusers import DDPMScheduler
 
     ac = DDPMScheduler(beta_schedule="linear").alphas_cumprod
+    schedule = DiscreteSchedule(ac.double().numpy())
     t = torch.tensor([100, 400, 700, 999])
     g = torch.Generator().manual_seed(1)
     x0, eps = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1, torch.randn(4, 3, 16, 16, generator=g)
@@ -91,7 +90,7 @@ def test_level_input_is_a_diffusion_sample_at_tau():
         a_tau = torch.as_tensor(theory.alpha_bar_tau(ac[t].double().numpy(), m), dtype=torch.float32).view(-1, 1, 1, 1)
         expect = a_tau.sqrt() * downsample(x0, m) + (1 - a_tau).sqrt() * 2**m * downsample(eps, m)
         torch.testing.assert_close(x_m, expect, atol=1e-5, rtol=1e-5)
-        tau = level_timesteps(ac, t, m)
+        tau = level_time(schedule, None, t, m)
         assert (tau < t).all() and (tau >= 0).all()
         # ᾱ at the fractional step τ (log-SNR interpolation) equals ᾱ_τ of eq. 16
         lo = tau.floor().long().clamp(max=998)
@@ -99,7 +98,7 @@ def test_level_input_is_a_diffusion_sample_at_tau():
         ls = torch.log(ac.double() / (1 - ac.double()))
         ab = torch.sigmoid(ls[lo] * (1 - w) + ls[lo + 1] * w)
         np.testing.assert_allclose(ab.numpy(), a_tau.view(-1).double().numpy(), rtol=1e-6)
-    torch.testing.assert_close(level_timesteps(ac, t, 0), t.float())
+    torch.testing.assert_close(level_time(schedule, None, t, 0), t.float())
 
 
 def test_min_snr_weights():
@@ -253,7 +252,8 @@ def test_config_errors_are_one_line():
         (lambda c: c["training"].update(schedule="edm"), "training.schedule"),
         (lambda c: c["training"].update(schedule="nope"), "training.schedule"),
         (lambda c: c["data"].update(resolution=24), "data.resolution"),
-        (lambda c: c["models"].pop("t2i"), "models.t2i"),
+        (lambda c: c["models"]["toy"].update(level=3), "models.toy.level"),
+        (lambda c: c["upscale"]["models"].update(lowres="toy"), "upscale.models.lowres"),
         (lambda c: c["models"]["lowres"]["train"].update(batch_size=10**6), "models.lowres"),
     ]
     for mutate, key in cases:

@@ -35,7 +35,7 @@ def _jobs(out: str) -> dict[str, int]:
 def test_oracle_chromatography_and_incremental_prompt(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     (wd / "two.yaml").write_text(
-        "chromatography:\n  models:\n    oracle:\n      num_inference_steps: 4\n"
+        "chromatography:\n  overrides:\n    oracle:\n      num_inference_steps: 4\n"
         "      prompts: ['a disc', 'grass']\n"
     )
     snakemake(wd, *_targets(), "--cores", "1", "--configfile", "configs/smoke.yaml", "two.yaml")
@@ -50,7 +50,7 @@ def test_oracle_chromatography_and_incremental_prompt(tmp_path):
     assert (wd / "results/logs/guidance_dump/oracle").is_dir()
     # adding one (odd) prompt plans only its dump and what is downstream
     (wd / "three.yaml").write_text(
-        "chromatography:\n  models:\n    oracle:\n      num_inference_steps: 4\n"
+        "chromatography:\n  overrides:\n    oracle:\n      num_inference_steps: 4\n"
         f"      prompts: ['a disc', 'grass', {json.dumps(ODD)}]\n"
     )
     proc = snakemake(wd, *_targets(), "-n", "--configfile", "configs/smoke.yaml", "three.yaml")

@@ -119,7 +119,7 @@ def _kill_when(wd: Path, target: str, trigger: str, seed: int) -> bool:
 # (rule, target, kill trigger, outputs to compare with the uninterrupted run)
 INTERRUPTIONS = [
     # killed after its first checkpoint: must resume from it and end bitwise identical
-    ("train_t2i", "results/models/shapes/t2i", "results/checkpoints/shapes/t2i/*", "results/models/shapes/t2i/"),
+    ("train_t2i", "results/models/shapes/toy", "results/checkpoints/shapes/toy/*", "results/models/shapes/toy/"),
     # killed while sampling an upscaling variant
     ("upscale_sample", "results/upscale/shapes/samples/full.safetensors", "results/logs/upscale_sample/*",
      "results/upscale/shapes/samples/full"),

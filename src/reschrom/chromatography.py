@@ -18,6 +18,7 @@ This module imports torch and diffusers lazily: the prompt helpers run at DAG-pl
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import os
 import re
@@ -52,32 +53,71 @@ def prompt_id(text: str, max_slug: int = 40) -> str:
     return f"{slug}-{digest}"
 
 
-def read_prompts(spec: str | os.PathLike | Sequence[str], base: str | os.PathLike | None = None) -> list[str]:
-    """Prompts from a list, or from a TSV file (a ``prompt`` column, or the first column).
+class PromptFileError(ValueError):
+    """A prompts file that cannot be read as prompts; the message is one line naming the file."""
 
-    A string naming an existing ``.tsv``/``.txt``/``.csv`` file (relative to ``base`` if given)
-    is read with Python's csv module (tab-separated; quoted fields may hold tabs/newlines);
-    lines whose first field starts with ``#`` are skipped. Order is kept, duplicates dropped.
+
+PROMPT_FILE_SUFFIXES = (".tsv", ".csv", ".txt")
+
+
+def read_prompt_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A prompts file as a table with a ``prompt`` column (and ``category`` when present).
+
+    ``.tsv`` and ``.csv``: a header row naming a ``prompt`` column (case-insensitive; an optional
+    ``category`` column), fields parsed with Python's csv module (quoted fields may hold the
+    separator and newlines); ``.txt``: one prompt per line. Lines starting with ``#`` and blank
+    prompts are skipped; order is kept, duplicates dropped (the first wins). Anything else, a
+    missing ``prompt`` column, a blank category or no prompt at all raise
+    :class:`PromptFileError` with one line naming the file.
     """
+    p = Path(path)
+    if not p.is_file():
+        raise PromptFileError(f"prompt file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix not in PROMPT_FILE_SUFFIXES:
+        raise PromptFileError(f"prompt file {p}: unknown type {suffix or '(none)'}; use .tsv or .csv with a 'prompt' column, or .txt")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PromptFileError(f"prompt file {p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if suffix == ".txt":
+        rows = [ln.strip() for ln in text.splitlines()]
+        df = pd.DataFrame({"prompt": [r for r in rows if r and not r.startswith("#")]})
+    else:
+        delim = "\t" if suffix == ".tsv" else ","
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim) if r and not r[0].startswith("#")]
+        header = [h.strip().lower() for h in rows[0]] if rows else []
+        if "prompt" not in header:
+            raise PromptFileError(
+                f"prompt file {p}: its header {rows[0] if rows else '(empty file)'} has no 'prompt' column"
+            )
+        cols = {"prompt": header.index("prompt")}
+        if "category" in header:
+            cols["category"] = header.index("category")
+        recs = []
+        for i, r in enumerate(rows[1:], start=2):
+            rec = {k: (r[j].strip() if k == "category" else r[j]) if j < len(r) else "" for k, j in cols.items()}
+            if not rec["prompt"].strip():
+                continue
+            if "category" in rec and not rec["category"]:
+                raise PromptFileError(f"prompt file {p}: row {i} ({rec['prompt'][:40]!r}) has an empty category")
+            recs.append(rec)
+        df = pd.DataFrame(recs, columns=list(cols))
+    df = df.drop_duplicates("prompt", keep="first").reset_index(drop=True)
+    if df.empty:
+        raise PromptFileError(f"prompt file {p}: no prompt in it")
+    return df
+
+
+def read_prompts(spec: str | os.PathLike | Sequence[str], base: str | os.PathLike | None = None) -> list[str]:
+    """Prompts from a list, or from a prompts file (:func:`read_prompt_table`; a relative path
+    is taken relative to ``base`` if given). Order is kept, duplicates dropped."""
     if isinstance(spec, (str, os.PathLike)):
         p = Path(spec)
         if base is not None and not p.is_absolute():
             p = Path(base) / p
-        if not p.is_file():
-            raise FileNotFoundError(f"prompt file not found: {p}")
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#")]
-        if not rows:
-            return []
-        col = 0
-        header = [h.strip().lower() for h in rows[0]]
-        if "prompt" in header:
-            col = header.index("prompt")
-            rows = rows[1:]
-        texts = [r[col] for r in rows if len(r) > col and r[col].strip()]
-    else:
-        texts = [str(t) for t in spec]
-    return list(dict.fromkeys(texts))
+        return list(read_prompt_table(p)["prompt"])
+    return list(dict.fromkeys(str(t) for t in spec))
 
 
 def prompt_ids(texts: Iterable[str]) -> dict[str, str]:
@@ -348,7 +388,7 @@ def prompt_chromatography(df: pd.DataFrame, undefined_ratio: float = UNDEFINED_R
 
 
 CHROMATOGRAPHY_COLUMNS = ["t_frac", "m", "resolution", "r_measured", "r_measured_std", "n_prompts", "r_theory"]
-"""The contract of ``results/chromatography/{model}.parquet`` (DESIGN.md); extra columns follow."""
+"""The contract of ``results/chromatography/{model}.parquet`` (docs/DESIGN.md); extra columns follow."""
 
 
 def theory_for_alpha_bar(alpha_bar: np.ndarray, num_levels: int, kernel: int = 2) -> np.ndarray:

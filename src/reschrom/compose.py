@@ -15,10 +15,11 @@ T = ``num_train_timesteps`` of the model's scheduler, t the timestep the denoise
   (eq. 18, 34–35).
 
 :class:`PromptComposer` applies any of them to an unmodified diffusers CFG pipeline
-(``IFPipeline``, ``StableDiffusionPipeline``, the toy model, the oracle) without copying its
+(``IFPipeline``, ``StableDiffusionPipeline`` with ε or v prediction, ``StableDiffusion3Pipeline``,
+the toy model, the oracle; through :class:`reschrom.adapters.PipelineAdapter`) without copying its
 loop: a forward pre-hook on the denoiser, keyed on the timestep it receives, rewrites the
 pipeline's batched [uncond, cond] call into [uncond, c_i for each *active* prompt] (weight
-≠ 0 at this step), and a forward hook folds the outputs back into [ε_u, ε_u + Σ_i w_i(ε_i - ε_u)],
+≠ 0 at this step; SD3's pooled embeddings are swapped alongside), and a forward hook folds the outputs back into [ε_u, ε_u + Σ_i w_i(ε_i - ε_u)],
 so that the pipeline's own CFG line ``ε_u + s(ε_c - ε_u)`` yields eq. 6. A step with one active
 prompt at weight 1 is the pipeline's plain call with that prompt's embedding swapped in (no
 arithmetic): a Heaviside switch costs exactly the denoiser evaluations of plain CFG, and η = 0
@@ -28,7 +29,6 @@ or 1 reproduces the single-prompt images bitwise.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reschrom.adapters import PipelineAdapter, PromptEmbeddings
 from reschrom.pairs import (  # noqa: F401  (re-exported)
     eta_label,
     expand_pairs,
@@ -230,30 +231,16 @@ def make_weights(
 
 def encode_prompt(
     pipe: Any, prompt: str, device: torch.device | str | None = None, negative_prompt: str | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cond, uncond) embeddings of one prompt by the pipeline's ``encode_prompt``.
+) -> PromptEmbeddings:
+    """(cond, uncond, pooled_cond, pooled_uncond) of one prompt by the pipeline's ``encode_prompt``.
 
-    Passes only the arguments its signature accepts (IF: ``clean_caption=False``; SD:
-    ``do_classifier_free_guidance``; the oracle: whatever it declares), so the embeddings are
-    exactly those the pipeline computes for ``pipe(prompt=..., clean_caption=False)``.
+    Through :meth:`reschrom.adapters.PipelineAdapter.encode_prompt`: only the arguments the
+    pipeline's signature accepts are passed (IF: ``clean_caption=False``; SD:
+    ``do_classifier_free_guidance``; SD3: ``prompt_2 = prompt_3 = None``), so the embeddings are
+    exactly those the pipeline computes for ``pipe(prompt=...)``. The pooled embeddings are
+    None except for SD3-style pipelines.
     """
-    fn = pipe.encode_prompt
-    params = inspect.signature(fn).parameters
-    dev = torch.device(device) if device is not None else getattr(pipe, "_execution_device", None)
-    wanted = {
-        "device": dev,
-        "num_images_per_prompt": 1,
-        "do_classifier_free_guidance": True,
-        "negative_prompt": negative_prompt,
-        "clean_caption": False,
-    }
-    kw = {k: v for k, v in wanted.items() if k in params}
-    with torch.no_grad():
-        out = fn(prompt, **kw)
-    cond, uncond = out[0], out[1]
-    if uncond is None:
-        raise ValueError(f"{type(pipe).__name__}.encode_prompt returned no unconditional embedding")
-    return cond, uncond
+    return PipelineAdapter.for_pipeline(pipe).encode_prompt(prompt, device, negative_prompt)
 
 
 # --------------------------------------------------------------------------------------
@@ -283,9 +270,12 @@ def _timestep_value(t: Any) -> float:
 class PromptComposer:
     """Eq. 6 with time-dependent weights on an unmodified diffusers CFG pipeline.
 
-    ``prompts[i]`` is weighted by ``weights[i](t/T)``; prompts whose |weight| ≤ ``prune_below``
-    at a step are not evaluated (a negative ``prune_below`` evaluates every prompt at every step:
-    the naive composition, for comparison). Call it like the pipeline, minus the prompt arguments:
+    Works for every family of :class:`reschrom.adapters.PipelineAdapter` (IF, SD with ε or v
+    prediction, SD3 flow matching, the oracle). ``prompts[i]`` is weighted by
+    ``weights[i](t/T)`` (t the denoiser's timestep, T ``num_train_timesteps``: for flow matching
+    t/T = σ); prompts whose |weight| ≤ ``prune_below`` at a step are not evaluated (a negative
+    ``prune_below`` evaluates every prompt at every step: the naive composition, for
+    comparison). Call it like the pipeline, minus the prompt arguments:
     ``composer(generator=g, guidance_scale=7.5, num_inference_steps=50, output_type="np")``.
     ``records`` lists, per denoiser call of the last run, the active prompts and batch rows.
     """
@@ -303,21 +293,21 @@ class PromptComposer:
             raise ValueError(
                 f"need one weight per prompt, got {len(self.prompts)} prompts and {len(self.weights)} weights"
             )
-        embeds = [encode_prompt(self.pipe, p, self.device, self.negative_prompt) for p in self.prompts]
-        self.cond = [c for c, _ in embeds]
-        self.uncond = embeds[0][1]
-        sched = self.pipe.scheduler.config
-        self.num_train_timesteps = int(sched.get("num_train_timesteps", 1000))
+        self.adapter = PipelineAdapter.for_pipeline(self.pipe)
+        embeds = [self.adapter.encode_prompt(p, self.device, self.negative_prompt) for p in self.prompts]
+        self.cond = [e.cond for e in embeds]
+        self.uncond = embeds[0].uncond
+        # SD3: the pooled text embeddings (``pooled_projections``) are swapped with the prompt
+        has_pooled = embeds[0].pooled_cond is not None
+        self.pooled = [e.pooled_cond for e in embeds] if has_pooled else None
+        self.pooled_uncond = embeds[0].pooled_uncond if has_pooled else None
+        self.num_train_timesteps = self.adapter.num_train_timesteps
         self._plan: tuple | None = None
 
     @property
     def denoiser(self) -> torch.nn.Module:
         """The module the pipeline calls once per step (``unet``, or ``transformer``)."""
-        for name in ("unet", "transformer", "denoiser"):
-            m = getattr(self.pipe, name, None)
-            if isinstance(m, torch.nn.Module):
-                return m
-        raise ValueError(f"{type(self.pipe).__name__} has no unet/transformer module to hook")
+        return self.adapter.denoiser
 
     def weights_at(self, t_frac: float) -> list[float]:
         return [float(w(t_frac)) for w in self.weights]
@@ -325,14 +315,14 @@ class PromptComposer:
     # -- hooks -----------------------------------------------------------------------
 
     def _pre_hook(self, module, args, kwargs):  # noqa: ANN001, ANN202
-        args = list(args)
-        sample = args[0] if args else kwargs["sample"]
-        t = args[1] if len(args) > 1 else kwargs.get("timestep")
-        if "encoder_hidden_states" in kwargs:
-            ehs = kwargs["encoder_hidden_states"]
-        elif len(args) > 2:
-            ehs = args[2]
-        else:
+        a = self.adapter
+        if not a.is_guidance_call(args, kwargs):  # SD3 skip-layer guidance: leave it alone
+            self._plan = None
+            return None
+        sample = a.sample(args, kwargs)
+        t = a.timestep(args, kwargs)
+        ehs = a.embeds(args, kwargs)
+        if ehs is None:
             raise ValueError("denoiser called without encoder_hidden_states: is guidance on?")
         B = sample.shape[0]
         if B % 2 or ehs.shape[0] != B:
@@ -351,37 +341,19 @@ class PromptComposer:
         self.records.append(StepRecord(tv, t_frac, active, tuple(w), rows, passthrough))
         self._plan = (N, k, [w[i] for i in active], passthrough, sample.shape[1])
 
-        def expand(x: torch.Tensor) -> torch.Tensor:
-            if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] != B:
-                return x
-            if passthrough:
-                return x
-            return torch.cat([x[:N]] + [x[N:]] * k, dim=0)
+        def swap(batched: torch.Tensor, per_prompt: Sequence[torch.Tensor]) -> torch.Tensor:
+            """[uncond rows, then N rows of each active prompt's embedding]."""
+            conds = [per_prompt[i].to(batched.device, batched.dtype).expand(N, *per_prompt[i].shape[1:]) for i in active]
+            return torch.cat([batched[:N], *conds], dim=0)
 
-        unc = ehs[:N]
-        conds = [self.cond[i].to(ehs.device, ehs.dtype).expand(N, *self.cond[i].shape[1:]) for i in active]
-        if passthrough:
-            new_ehs = torch.cat([unc, conds[0]], dim=0)
-        else:
-            new_ehs = torch.cat([unc, *conds], dim=0)
-        if args:
-            args[0] = expand(args[0])
-        else:
-            kwargs["sample"] = expand(kwargs["sample"])
-        if len(args) > 1:
-            args[1] = expand(args[1])
-        elif "timestep" in kwargs:
-            kwargs["timestep"] = expand(kwargs["timestep"])
-        if "encoder_hidden_states" in kwargs:
-            kwargs["encoder_hidden_states"] = new_ehs
-        else:
-            args[2] = new_ehs
-        for key in ("timestep_cond", "added_cond_kwargs"):
-            v = kwargs.get(key)
-            if isinstance(v, torch.Tensor):
-                kwargs[key] = expand(v)
-            elif isinstance(v, dict):
-                kwargs[key] = {kk: expand(vv) for kk, vv in v.items()}
+        if not passthrough:  # x_t, the timestep and every other batched input: [uncond, cond × k]
+            args, kwargs = a.map_batched(
+                args, kwargs, B, lambda x: torch.cat([x[:N]] + [x[N:]] * k, dim=0), skip=(a.embeds_arg, a.pooled_arg)
+            )
+        args, kwargs = a.with_arg(args, kwargs, a.embeds_arg, swap(ehs, self.cond))
+        pooled = a.pooled(args, kwargs)
+        if pooled is not None and self.pooled is not None:
+            args, kwargs = a.with_arg(args, kwargs, a.pooled_arg, swap(pooled, self.pooled))
         return tuple(args), kwargs
 
     def _post_hook(self, module, args, kwargs, output):  # noqa: ANN001, ANN202
@@ -391,26 +363,25 @@ class PromptComposer:
         N, k, w, passthrough, C = plan
         if passthrough:
             return output
-        tuple_out = isinstance(output, tuple)
-        eps = output[0] if tuple_out else output.sample
-        unc = eps[:N]
+        out = self.adapter.output_tensor(output)
+        unc = out[:N]
         e_u, v_u = unc[:, :C], unc[:, C:]
         comb = e_u.clone()
         var_num = torch.zeros_like(v_u)
         wsum = 0.0
+        # eq. 6 inside the pipeline's CFG, on the raw outputs. For v prediction and flow matching
+        # ε is an affine function of the output with the same x_t-dependent offset for every
+        # prompt (ε = √ᾱ·v + √(1−ᾱ)·x_t, ε = x_flow + (1−σ)·u), so ε_u + Σ w_i(ε_i − ε_u) is
+        # exactly to_eps(o_u + Σ w_i(o_i − o_u)): combining v or u is combining ε.
         for j in range(k):
-            e_j = eps[N * (1 + j) : N * (2 + j)]
-            comb = comb + w[j] * (e_j[:, :C] - e_u)  # eq. 6 inside the pipeline's CFG
-            var_num = var_num + w[j] * e_j[:, C:]
+            o_j = out[N * (1 + j) : N * (2 + j)]
+            comb = comb + w[j] * (o_j[:, :C] - e_u)
+            var_num = var_num + w[j] * o_j[:, C:]
             wsum += w[j]
         # learned-variance channels (IF): weighted mean of the active prompts' predictions
         v_c = var_num / wsum if k and abs(wsum) > 0 else v_u
         cond = torch.cat([comb, v_c], dim=1)
-        new = torch.cat([unc, cond], dim=0)
-        if tuple_out:
-            return (new, *output[1:])
-        output.sample = new
-        return output
+        return self.adapter.replace_output(output, torch.cat([unc, cond], dim=0))
 
     @contextlib.contextmanager
     def hooks(self) -> Iterator[None]:
@@ -425,13 +396,19 @@ class PromptComposer:
             h2.remove()
             self._plan = None
 
+    def embedding_kwargs(self) -> dict[str, torch.Tensor]:
+        """The ``pipe(...)`` embedding arguments of a composed run (the first prompt's; the hooks
+        swap in the active prompts' at every step)."""
+        pooled = (self.pooled[0], self.pooled_uncond) if self.pooled is not None else (None, None)
+        return PromptEmbeddings(self.cond[0], self.uncond, *pooled).pipeline_kwargs()
+
     def __call__(self, **kwargs: Any) -> Any:
         """Run the pipeline with the composed guidance; returns the pipeline's output."""
         if kwargs.get("guidance_scale", 2.0) <= 1.0:
             raise ValueError("prompt composing needs classifier-free guidance (guidance_scale > 1)")
         self.records = []
         with torch.no_grad(), self.hooks():
-            return self.pipe(prompt_embeds=self.cond[0], negative_prompt_embeds=self.uncond, **kwargs)
+            return self.pipe(**self.embedding_kwargs(), **kwargs)
 
     # -- accounting ----------------------------------------------------------------------
 
@@ -500,12 +477,10 @@ def load_png(path: str) -> np.ndarray:
 
 def model_schedule_table(pipe: Any, kernel: int = 2, n_t: int = 200) -> Any:
     """The theory table (eq. 16, 18) of the model's own schedule at its denoiser's resolution."""
-    from reschrom.schedules import schedule_from_diffusers
     from reschrom.theory import theory_table
 
-    den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    res = int(den.config.sample_size)
-    return theory_table(schedule_from_diffusers(pipe.scheduler, name="model"), res, n_t, kernel)
+    adapter = PipelineAdapter.for_pipeline(pipe)
+    return theory_table(adapter.schedule(name="model"), adapter.resolution, n_t, kernel)
 
 
 def _sweep_rows(
@@ -569,15 +544,13 @@ def compose_sweep(
 
     import pandas as pd
 
-    from reschrom.pyramid import band_energies
-    from reschrom.schedules import schedule_from_diffusers
-    from reschrom.theory import level_resolutions, num_levels
+    from reschrom.theory import num_levels
 
     dev = torch.device(device) if device is not None else pipe._execution_device
     T = int(pipe.scheduler.config.get("num_train_timesteps", 1000))
-    den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    M = num_levels(int(den.config.sample_size), kernel)
-    schedule = schedule_from_diffusers(pipe.scheduler, name=model) if weighting == "bands" else None
+    adapter = PipelineAdapter.for_pipeline(pipe)
+    M = num_levels(adapter.resolution, kernel)
+    schedule = adapter.schedule(name=model) if weighting == "bands" else None
     extra = dict(call_kwargs or {})
     rows = []
     for pair in pairs:

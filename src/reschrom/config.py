@@ -66,6 +66,38 @@ def format_error(err: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {err.message}"
 
 
+_YAML_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None), "array": list, "object": dict}
+
+
+def _coerce_cli_strings(config: dict[str, Any], validator: Any, rounds: int = 50) -> list:
+    """Type ``--config`` values as YAML: Snakemake passes nested values such as
+    ``--config 'theory={n_t: 50}'`` as strings ('50'); where the schema wants a number, a
+    boolean, a list or a mapping and the string parses as YAML into that type, use the parsed
+    value. Returns the remaining validation errors."""
+    for _ in range(rounds):
+        errors = list(validator.iter_errors(config))
+        fixed = False
+        for err in errors:
+            if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
+                continue
+            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            if any(isinstance(value, _YAML_TYPES[w]) and not (w != "boolean" and isinstance(value, bool)) for w in wanted if w in _YAML_TYPES):
+                parent: Any = config
+                path = list(err.absolute_path)
+                for k in path[:-1]:
+                    parent = parent[k]
+                parent[path[-1]] = value
+                fixed = True
+                break
+        if not fixed:
+            return errors
+    return list(validator.iter_errors(config))
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     """Validate ``config`` in place (filling schema defaults) and check cross-field rules.
 
@@ -78,7 +110,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         raise ConfigError(old)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _Validator(schema)
-    errors = list(validator.iter_errors(config))
+    errors = _coerce_cli_strings(config, validator)
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(format_error(best))

@@ -289,7 +289,9 @@ def check_module_spec(name: str, spec: Mapping[str, Any]) -> None:
     try:
         tree = ast.parse(source.read_bytes(), filename=str(source))
     except SyntaxError as e:
-        raise ModelContractError(name, factory, f"syntax error in {source} line {e.lineno}: {e.msg}") from None
+        raise ModelContractError(
+            name, factory, f"syntax error in {source} line {e.lineno}: {e.msg}"
+        ) from None
     except (OSError, ValueError) as e:
         raise ModelContractError(name, factory, f"cannot read {source}: {_first_line(e)}") from None
     if not _defines(tree, fn):
@@ -523,11 +525,15 @@ def sample_time(schedule: Schedule, t_frac: float) -> float:
     return float(schedule.native_t(t_frac))
 
 
-def initial_noise(model: ModuleModel, batch: int, seed: int, device: torch.device | str) -> torch.Tensor:
+def initial_noise(
+    model: ModuleModel, batch: int, seed: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """x_T ~ N(0, I) of shape (batch, channels, resolution, resolution) in ``model.dtype``,
-    drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and then moved to ``device``:
-    the same seed gives the same noise on every device."""
+    drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and then moved to ``device``
+    (default ``model.device``): the same seed gives the same noise on every device."""
     import torch
+
+    device = model.device if device is None else device
 
     g = torch.Generator("cpu").manual_seed(int(seed))
     shape = (int(batch), model.channels, model.resolution, model.resolution)
@@ -556,15 +562,16 @@ def _concat(conds: list[Any]) -> Any | None:
 
     def compatible(ts: list[Any]) -> bool:
         return all(isinstance(t, torch.Tensor) and t.ndim >= 1 for t in ts) and all(
-            t.shape[1:] == ts[0].shape[1:] and t.dtype == ts[0].dtype and t.device == ts[0].device
-            for t in ts
+            t.shape[1:] == ts[0].shape[1:] and t.dtype == ts[0].dtype and t.device == ts[0].device for t in ts
         )
 
     if compatible(conds):
         return torch.cat(conds, dim=0)
     if all(isinstance(c, Mapping) for c in conds):
         keys = list(conds[0].keys())
-        if all(list(c.keys()) == keys for c in conds) and all(compatible([c[k] for c in conds]) for k in keys):
+        if all(list(c.keys()) == keys for c in conds) and all(
+            compatible([c[k] for c in conds]) for k in keys
+        ):
             return {k: torch.cat([c[k] for c in conds], dim=0) for k in keys}
     return None
 

@@ -141,8 +141,9 @@ class FlowTextToImage:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> FlowTextToImage:
         """Move (and cast) the UNet and the text encoder; returns self."""
+        kw = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
         for mod in (self.unet, self.text_encoder):
-            mod.to(device=device, dtype=dtype)
+            mod.to(**kw)
         self._null = None
         return self
 

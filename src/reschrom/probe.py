@@ -1,18 +1,22 @@
 """Per-step capture of the classifier-free-guidance term of any diffusers CFG pipeline.
 
-:class:`GuidanceProbe` attaches a forward hook to a pipeline's denoiser (``pipe.unet``) and
-leaves the pipeline's own loop untouched. Diffusers' CFG pipelines (``IFPipeline``,
-``StableDiffusionPipeline``, and :class:`reschrom.oracle.OraclePipeline`) call the denoiser
-once per step on the batch ``torch.cat([x] * 2)`` with ``torch.cat([negative, prompt])``
-embeddings, and split its output with ``chunk(2)`` into (unconditional, conditional); IF's
-UNet outputs 2C channels of which the first C are ε (the rest is the learned variance). The
-probe does the same split and records, per step and per sample, on the denoiser's device:
+:class:`GuidanceProbe` attaches a forward hook to a pipeline's denoiser (``pipe.unet`` or
+``pipe.transformer``, through :class:`reschrom.adapters.PipelineAdapter`) and leaves the
+pipeline's own loop untouched. Diffusers' CFG pipelines (``IFPipeline``,
+``StableDiffusionPipeline``, ``StableDiffusion3Pipeline`` and
+:class:`reschrom.oracle.OraclePipeline`) call the denoiser once per step on the batch
+``torch.cat([x] * 2)`` with ``torch.cat([negative, prompt])`` embeddings, and split its output
+with ``chunk(2)`` into (unconditional, conditional). The probe does the same split, converts
+both halves to ε in the VP convention of eq. 1 (IF: the first C of 2C channels; v and flow
+velocities converted by the adapter) and records, per step and per sample, on the denoiser's
+device:
 
-* the timestep t,
+* the timestep, the schedule's own time t (DDPM step, or σ), t_frac and ᾱ_t of the step,
 * the band energies (eq. 19) ‖g^(m)‖², ‖ε_cond^(m)‖², ‖ε_uncond^(m)‖² of the CFG term
-  g = ε(x,t;c) − ε(x,t) and of both predictions, for every level m,
-* optionally (``keep_tensors=True``) the float16 tensors x_t, ε_uncond, ε_cond, for a
-  safetensors dump.
+  g = ε(x,t;c) − ε(x,t) and of both predictions, for every level m (g in ε units for every
+  family: √ᾱ(v_c − v_u) for v prediction, (1−σ)(u_c − u_u) for flow matching),
+* optionally (``keep_tensors=True``) the float16 tensors x_t (the denoiser's input: x_flow for
+  flow matching), ε_uncond, ε_cond, for a safetensors dump.
 
 Per-step results stay device tensors; :meth:`GuidanceProbe.result` moves them to the host
 once. The hook returns nothing, so the pipeline's output is bitwise unchanged.
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,7 @@ import pandas as pd
 import torch
 
 from reschrom import pyramid, theory
+from reschrom.adapters import PipelineAdapter
 
 ENERGY_KINDS = ("guidance", "cond", "uncond")
 """Order of the energy axis: g, ε_cond, ε_uncond."""
@@ -50,21 +54,27 @@ GUIDANCE_COLUMNS = [
     "energy_cond",
     "energy_uncond",
 ]
-"""The contract of ``results/guidance/{model}/{prompt_id}.parquet`` (DESIGN.md)."""
+"""The contract of ``results/guidance/{model}/{prompt_id}.parquet`` (docs/DESIGN.md)."""
 
 
 @dataclass
 class ProbeResult:
     """What a probe recorded, on the host.
 
-    ``timesteps`` (S,) the denoiser's timestep per step; ``energies`` (S, 3, B, M) float64 with
-    axis 1 in :data:`ENERGY_KINDS` order; ``tensors`` (only with ``keep_tensors``) maps
-    ``x_t``, ``eps_uncond``, ``eps_cond`` to float16 arrays (S, B, C, H, W).
+    ``timesteps`` (S,) the denoiser's timestep per step (σ·T for flow matching); ``energies``
+    (S, 3, B, M) float64 with axis 1 in :data:`ENERGY_KINDS` order, in ε units; ``tensors``
+    (only with ``keep_tensors``) maps ``x_t``, ``eps_uncond``, ``eps_cond`` to float16 arrays
+    (S, B, C, H, W); ``alpha_bar`` (S,) ᾱ of each step, ``t_frac`` (S,) its t_frac (t/(T−1),
+    or σ for flow matching), ``t_native`` (S,) the schedule's own time (DDPM step, or σ);
+    None when unknown (a result built by hand).
     """
 
     timesteps: np.ndarray
     energies: np.ndarray
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    alpha_bar: np.ndarray | None = None
+    t_frac: np.ndarray | None = None
+    t_native: np.ndarray | None = None
 
     @property
     def num_steps(self) -> int:
@@ -79,27 +89,10 @@ class ProbeResult:
         return int(self.energies.shape[3])
 
     def relative(self, kind: str = "guidance") -> np.ndarray:
-        """r̃_m(t) of eq. 19 for one energy kind, shape (S, B, M); rows sum to 1."""
+        """r̃_m(t) of eq. 19 for one energy kind, shape (S, B, M); rows sum to 1 (rows of a
+        zero term, e.g. g at σ = 1 where ε = x_flow for every prompt, are 0)."""
         e = self.energies[:, ENERGY_KINDS.index(kind)]
         return e / np.maximum(e.sum(-1, keepdims=True), np.finfo(np.float64).tiny)
-
-
-def _first(args: tuple, kwargs: dict, i: int, name: str) -> Any:
-    if len(args) > i:
-        return args[i]
-    if name in kwargs:
-        return kwargs[name]
-    raise TypeError(f"denoiser called without {name!r}")
-
-
-def _output_tensor(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        return output[0]
-    if hasattr(output, "sample"):
-        return output.sample
-    raise TypeError(f"cannot read the denoiser output of type {type(output).__name__}")
 
 
 class GuidanceProbe(contextlib.AbstractContextManager):
@@ -107,24 +100,31 @@ class GuidanceProbe(contextlib.AbstractContextManager):
 
     Use as a context manager::
 
-        with GuidanceProbe(pipe.unet) as probe:
+        with GuidanceProbe(pipe) as probe:
             pipe(prompt, guidance_scale=7.0, ...)
         res = probe.result()
 
-    ``kernel`` is the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps copies of
-    x_t, ε_uncond and ε_cond in ``tensor_dtype`` (float16 by default, for :func:`save_tensors`).
-    The denoiser must be called with a CFG batch [uncond, cond] (guidance scale > 1); an odd
-    batch raises.
+    ``pipe`` is the pipeline or its :class:`~reschrom.adapters.PipelineAdapter`. ``kernel`` is
+    the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps copies of x_t, ε_uncond and
+    ε_cond in ``tensor_dtype`` (float16 by default, for :func:`save_tensors`). The denoiser must
+    be called with a CFG batch [uncond, cond] (guidance scale > 1); an odd batch raises.
+    Auxiliary denoiser calls (SD3's skip-layer guidance) are not recorded.
     """
 
     def __init__(
         self,
-        denoiser: torch.nn.Module,
+        pipe: Any,
         kernel: int = 2,
         keep_tensors: bool = False,
         tensor_dtype: torch.dtype = torch.float16,
     ) -> None:
-        self.denoiser = denoiser
+        if isinstance(pipe, torch.nn.Module) and not isinstance(pipe, PipelineAdapter):
+            raise TypeError(
+                f"GuidanceProbe takes the pipeline (or its PipelineAdapter), not its denoiser "
+                f"{type(pipe).__name__}: use GuidanceProbe(pipe)"
+            )
+        self.adapter = PipelineAdapter.for_pipeline(pipe)
+        self.denoiser = self.adapter.denoiser
         self.kernel = int(kernel)
         self.keep_tensors = bool(keep_tensors)
         self.tensor_dtype = tensor_dtype
@@ -161,19 +161,25 @@ class GuidanceProbe(contextlib.AbstractContextManager):
     # -- the hook -------------------------------------------------------------------------
     @torch.no_grad()
     def _hook(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        sample = _first(args, kwargs, 0, "sample")
-        timestep = _first(args, kwargs, 1, "timestep")
-        out = _output_tensor(output)
+        a = self.adapter
+        if not a.is_guidance_call(args, kwargs):
+            return
+        sample = a.sample(args, kwargs)
+        out = a.output_tensor(output)
         n = out.shape[0]
         if n % 2:
             raise ValueError(
                 f"GuidanceProbe: denoiser batch {n} is odd; the pipeline is not doing CFG "
                 "(use guidance_scale > 1)"
             )
+        # the timestep stays where the pipeline keeps it (a device tensor: no sync)
+        t = a.step_values(a.timestep(args, kwargs))  # (timestep, t_native, t_frac, ᾱ)
         c = sample.shape[1]
-        eps = out[:, :c]  # IF: the remaining C channels are the learned variance
-        eps_uncond, eps_cond = eps.chunk(2)
-        g = eps_cond - eps_uncond
+        x = sample[: n // 2]
+        out_u, out_c = out[:, :c].chunk(2)  # IF: the remaining C channels are the learned variance
+        g = a.guidance_eps(out_u, out_c, t[:1])  # ε_c − ε_u without forming ε (no cancellation)
+        eps_uncond = a.to_eps(x, out_u, t[:1])
+        eps_cond = a.to_eps(x, out_c, t[:1])
         e = torch.stack(
             [
                 pyramid.band_energies(g, self.kernel),
@@ -182,11 +188,9 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             ]
         )
         self._e.append(e.detach())
-        # the timestep stays where the pipeline keeps it (a device tensor for IF/SD: no sync)
-        t = timestep.detach() if isinstance(timestep, torch.Tensor) else torch.tensor(float(timestep))
-        self._t.append(t.reshape(-1)[:1])
+        self._t.append(t)
         if self.keep_tensors:
-            self._x.append(sample[: n // 2].detach().to(self.tensor_dtype).clone())
+            self._x.append(x.detach().to(self.tensor_dtype).clone())
             self._u.append(eps_uncond.detach().to(self.tensor_dtype).clone())
             self._c.append(eps_cond.detach().to(self.tensor_dtype).clone())
 
@@ -196,7 +200,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         if not self._e:
             raise RuntimeError("GuidanceProbe recorded no denoiser call")
         energies = torch.stack(self._e).to("cpu", torch.float64).numpy()
-        ts = torch.cat([t.to("cpu", torch.float64) for t in self._t]).numpy()
+        steps = torch.stack(self._t).to("cpu", torch.float64).numpy()  # (S, 4)
         tensors: dict[str, torch.Tensor] = {}
         if self.keep_tensors:
             tensors = {
@@ -204,11 +208,19 @@ class GuidanceProbe(contextlib.AbstractContextManager):
                 "eps_uncond": torch.stack(self._u).cpu(),
                 "eps_cond": torch.stack(self._c).cpu(),
             }
-        return ProbeResult(ts, energies, tensors)
+        return ProbeResult(
+            steps[:, 0].copy(),
+            energies,
+            tensors,
+            alpha_bar=steps[:, 3].copy(),
+            t_frac=steps[:, 2].copy(),
+            t_native=steps[:, 1].copy(),
+        )
 
 
 def save_tensors(result: ProbeResult, path: str | os.PathLike) -> None:
-    """Write the float16 tensors of a probe (``keep_tensors=True``) as safetensors, atomically."""
+    """Write the float16 tensors of a probe (``keep_tensors=True``) as safetensors, atomically
+    (with ``timesteps`` and, when known, ``alpha_bar`` and ``t_frac`` per step)."""
     from safetensors.torch import save_file
 
     from reschrom.io import atomic_path
@@ -217,15 +229,12 @@ def save_tensors(result: ProbeResult, path: str | os.PathLike) -> None:
         raise ValueError("the probe kept no tensors (keep_tensors=False)")
     data = {k: v.contiguous() for k, v in result.tensors.items()}
     data["timesteps"] = torch.as_tensor(result.timesteps)
+    for key in ("alpha_bar", "t_frac"):
+        v = getattr(result, key)
+        if v is not None:
+            data[key] = torch.as_tensor(np.ascontiguousarray(v))
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(data, str(tmp))
-
-
-@contextlib.contextmanager
-def probing(pipe: Any, kernel: int = 2, keep_tensors: bool = False) -> Iterator[GuidanceProbe]:
-    """``with probing(pipe) as probe:`` — a :class:`GuidanceProbe` on ``pipe.unet``."""
-    with GuidanceProbe(pipe.unet, kernel, keep_tensors) as probe:
-        yield probe
 
 
 def guidance_frame(

@@ -137,7 +137,7 @@ def multires_static_threshold(
     x̂0 is computed at every level from λ^(m) D^m x_t and n^m D^m ε. Starting from the
     coarsest level (which initialises, clamped), each finer level adds its own residual
     x̂0^(m) - U D x̂0^(m) to the upsampled running estimate and is clamped again. The extracted
-    paper text swaps the two branches; this is the order DESIGN.md fixes.
+    paper text swaps the two branches; this is the order docs/DESIGN.md fixes.
     """
     M = _check(x_t, kernel)
     x = None

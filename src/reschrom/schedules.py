@@ -3,7 +3,7 @@
 Every schedule maps a time fraction ``t_frac`` in [0, 1] (1 = pure noise) to the cumulative
 signal level ᾱ (the paper's α_t, eq. 1: x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε), to SNR(t) = ᾱ/(1-ᾱ)
 and back (SNR⁻¹). Schedules that are not VP (flow matching, EDM/Karras sigmas) are mapped
-through the SNR: their VP-equivalent is ᾱ = SNR / (1 + SNR) (DESIGN.md, "Other schedules").
+through the SNR: their VP-equivalent is ᾱ = SNR / (1 + SNR) (docs/DESIGN.md, "Other schedules").
 
 All functions are vectorised NumPy in float64 and numerically safe at both ends: log-SNR is
 clipped to ±``LOG_SNR_LIMIT`` so that ᾱ = 0 (zero terminal SNR) and ᾱ = 1 stay finite, and

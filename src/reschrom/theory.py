@@ -167,7 +167,7 @@ THEORY_COLUMNS = [
 def theory_table(
     schedule: Schedule, resolution: int = 64, n_t: int = 1000, kernel: int = 2
 ) -> pd.DataFrame:
-    """One row per (t, m): the contract of ``results/theory/{schedule}.parquet`` (DESIGN.md).
+    """One row per (t, m): the contract of ``results/theory/{schedule}.parquet`` (docs/DESIGN.md).
 
     Columns: schedule, t (the schedule's own time), t_frac (0…1, 1 = pure noise), m,
     resolution (side length), alpha_bar, snr, tau_frac (eq. 16, clipped to [0, 1]),

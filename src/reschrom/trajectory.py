@@ -8,7 +8,9 @@ computes the posterior mean by eq. 7,
 
 unclipped and unthresholded (IF's scheduler thresholds its own ``pred_original_sample``; the
 paper's x̂0 = E[x0|x_t] is not). ``v_prediction`` and ``sample`` models are converted to x̂0 the
-same way. IF's learned-variance channels (the last C of 2C) are dropped.
+same way, flow-matching models (SD3) give x̂0 = x_flow − σ·u; all through
+:class:`reschrom.adapters.PipelineAdapter`. IF's learned-variance channels (the last C of 2C)
+are dropped.
 
 :func:`x0_spectra` runs N samples through a pipeline and averages, per step, the RAPSD
 (``reschrom.spectra.rapsd``) of the change x̂0(t_k) - x̂0(t_{k-1}) between consecutive steps:
@@ -49,28 +51,32 @@ def posterior_mean(
 
 @dataclass
 class X0Capture:
-    """What :func:`capturing_x0` recorded: per scheduler step, t, x_t and x̂0 (on the host
-    only if ``keep`` says so; otherwise the callback ``on_step`` consumes them)."""
+    """What :func:`capturing_x0` recorded: per scheduler step, the timestep, the schedule's own
+    time ``t_native`` (DDPM step, or σ), ``t_frac`` (t/(T−1), or σ), and x_t and x̂0 (on the
+    host only if ``keep`` says so; otherwise the callback ``on_step`` consumes them)."""
 
     timesteps: list[float] = field(default_factory=list)
     x_t: list[torch.Tensor] = field(default_factory=list)
     x0: list[torch.Tensor] = field(default_factory=list)
+    t_native: list[float] = field(default_factory=list)
+    t_frac: list[float] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[X0Capture]:
-    """Record x̂0 (eq. 7) at every ``pipe.scheduler.step`` call inside the block.
+    """Record x̂0 at every ``pipe.scheduler.step`` call inside the block.
 
-    ``on_step(t, x_t, x0)`` is called per step if given; ``keep`` stores x_t and x̂0 (float32,
-    on their device) in the returned :class:`X0Capture`. The scheduler's ``step`` is restored
-    on exit; the pipeline's outputs are unchanged.
+    Through :class:`reschrom.adapters.PipelineAdapter`: eq. 7 for DDPM-family schedulers
+    (ε, v and x0 predictions converted; IF's variance channels dropped), x̂0 = x_flow − σ·u for
+    flow matching (``FlowMatchEulerDiscreteScheduler.step(u, σ·T, x_flow)``). ``on_step(t,
+    x_t, x0)`` is called per step if given; ``keep`` stores x_t and x̂0 (float32, on their
+    device) in the returned :class:`X0Capture`. The scheduler's ``step`` is restored on exit;
+    the pipeline's outputs are unchanged.
     """
+    from reschrom.adapters import PipelineAdapter
+
+    adapter = PipelineAdapter.for_pipeline(pipe)
     sched = pipe.scheduler
-    ac = getattr(sched, "alphas_cumprod", None)
-    if ac is None:
-        raise ValueError(f"{type(sched).__name__} has no alphas_cumprod: x̂0 capture needs a DDPM-family scheduler")
-    ac = torch.as_tensor(ac, dtype=torch.float64).cpu()
-    pred = sched.config.get("prediction_type", "epsilon")
     cap = X0Capture()
     original = sched.step
     had_instance_attr = "step" in vars(sched)
@@ -81,11 +87,12 @@ def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[
     @functools.wraps(original)
     def step(model_output, timestep, sample, *args, **kwargs):  # noqa: ANN001, ANN202
         t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
-        c = sample.shape[1]
-        x0 = posterior_mean(sample.float(), model_output[:, :c].float(), float(ac[int(round(t))]), pred)
+        x0 = adapter.x0(sample, model_output, t).float()
         if on_step is not None:
             on_step(t, sample, x0)
         cap.timesteps.append(t)
+        cap.t_native.append(float(adapter.t_native(t)))
+        cap.t_frac.append(float(adapter.t_frac(t)))
         if keep:
             cap.x_t.append(sample.detach().float())
             cap.x0.append(x0.detach())
