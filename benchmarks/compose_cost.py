@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,7 +45,8 @@ def main() -> None:
 
         pipe = load_pipeline(args.model, device="cpu", dtype="float32")
     else:
-        from reschrom.pipelines import build_tiny_if_pipeline
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from builders import build_tiny_if_pipeline
 
         pipe = build_tiny_if_pipeline(resolution=args.resolution, block_out_channels=(64, 128))
     s, x = "a red circle", "a red circle with stripes"

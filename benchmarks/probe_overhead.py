@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from reschrom.chromatography import pipeline_call_kwargs
+from reschrom.adapters import PipelineAdapter
 from reschrom.io import write_parquet
 from reschrom.probe import GuidanceProbe, guidance_frame
 
@@ -37,7 +39,8 @@ def _pipeline(model: str | None):  # noqa: ANN202
         from reschrom.pipelines import load_pipeline
 
         return load_pipeline(path, "cpu", "float32"), path
-    from reschrom.pipelines import build_tiny_if_pipeline
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from builders import build_tiny_if_pipeline
 
     return build_tiny_if_pipeline(resolution=32, seed=0), "tiny IF 32×32 (random weights)"
 
@@ -52,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pipe, name = _pipeline(args.model)
-    kw = pipeline_call_kwargs(pipe, None)
+    kw = PipelineAdapter.for_pipeline(pipe).call_kwargs(None)
     prompt = "a red circle with stripes on a dark background"
     ac = pipe.scheduler.alphas_cumprod.double().numpy()
     out_dir = tempfile.mkdtemp(prefix="probe_overhead_")
@@ -65,7 +68,7 @@ def main() -> None:
         return call()
 
     def probed() -> torch.Tensor:
-        with GuidanceProbe(pipe.unet) as probe:
+        with GuidanceProbe(pipe) as probe:
             img = call()
         df = guidance_frame(probe.result(), model="bench", prompt_id="p", prompt=prompt, seed=0, alphas_cumprod=ac)
         write_parquet(df, os.path.join(out_dir, "p.parquet"))

@@ -34,14 +34,14 @@ STRUCT, TEX = "a red circle", "a red circle with stripes"
 
 @pytest.fixture(scope="module")
 def if_pipe():
-    from reschrom.pipelines import build_tiny_if_pipeline
+    from builders import build_tiny_if_pipeline
 
     return build_tiny_if_pipeline(resolution=16)
 
 
 @pytest.fixture(scope="module")
 def sd_pipe():
-    from reschrom.pipelines import build_tiny_sd_pipeline
+    from builders import build_tiny_sd_pipeline
 
     return build_tiny_sd_pipeline(resolution=16)
 

@@ -31,9 +31,12 @@ def _restore_import_state():
     """load_module_model puts folders on sys.path and imports user modules: undo it after each test."""
     path, modules = list(sys.path), set(sys.modules)
     yield
+    added = [Path(p).resolve() for p in sys.path if p and p not in path]
     sys.path[:] = path
     for key in set(sys.modules) - modules:
-        del sys.modules[key]
+        f = getattr(sys.modules[key], "__file__", None)
+        if f and any(Path(f).resolve().is_relative_to(a) for a in added):
+            del sys.modules[key]
 
 
 abars = st.floats(1e-4, 1 - 1e-4)
@@ -411,12 +414,12 @@ def test_rows_per_step() -> None:
 
 def test_ddim_maps_noise_to_the_data_gaussian() -> None:
     m = _gauss_model(res=8)
-    B = 1000
+    B = 400  # 25 600 values: below torch's intra-op parallel grain, so no thread contention
     x = dn.initial_noise(m, B, 1, "cpu")
     c = m.encode(["2"] * B)
     out = dn.sample_cfg(m, [c], m.null_condition(B), guidance_scale=1.0, num_inference_steps=200, x_T=x)
     assert out.shape == (B, 1, 8, 8) and out.dtype == torch.float64
-    assert float(out.mean()) == pytest.approx(1.2, abs=0.01)
+    assert float(out.mean()) == pytest.approx(1.2, abs=0.015)
     assert float(out.std()) == pytest.approx(0.5, rel=0.03)
 
 

@@ -1,17 +1,13 @@
-"""Offline tiny diffusers pipelines: builders, tokenizer, save/load round trip."""
+"""Offline tiny diffusers pipelines (tests/builders.py): the one tokenizer, save/load round trip."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from reschrom.pipelines import (
-    build_tiny_if_pipeline,
-    build_tiny_sd_pipeline,
-    build_word_tokenizer,
-    load_pipeline,
-    resolve_dtype,
-)
+from builders import build_tiny_if_pipeline, build_tiny_sd_pipeline
+from reschrom.models import build_word_tokenizer
+from reschrom.pipelines import load_pipeline, resolve_dtype
 
 
 def test_word_tokenizer_pads_and_ends_with_eos():

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builders import build_tiny_if_pipeline, build_tiny_sd_pipeline
 from reschrom import pyramid
 from reschrom.oracle import build_oracle_pipeline
-from reschrom.pipelines import build_tiny_if_pipeline, build_tiny_sd_pipeline
 from reschrom.probe import GuidanceProbe, ProbeResult, guidance_frame, save_tensors
 
 PROMPT = "a teddy bear playing the guitar"
@@ -36,7 +36,7 @@ def _call(pipe, n=2, seed=0, scale=5.0):
 def test_images_bitwise_identical_with_probe(name, request):
     pipe = request.getfixturevalue(name)
     plain = _call(pipe)
-    with GuidanceProbe(pipe.unet, keep_tensors=True) as probe:
+    with GuidanceProbe(pipe, keep_tensors=True) as probe:
         probed = _call(pipe)
     assert torch.equal(plain, probed)
     assert not pipe.unet._forward_hooks  # detached
@@ -56,7 +56,7 @@ def _embeds(pipe, n):
 def test_probe_g_matches_independent_recomputation(name, request):
     pipe = request.getfixturevalue(name)
     n = 2
-    with GuidanceProbe(pipe.unet, keep_tensors=True, tensor_dtype=torch.float32) as probe:
+    with GuidanceProbe(pipe, keep_tensors=True, tensor_dtype=torch.float32) as probe:
         _call(pipe, n=n)
     res = probe.result()
     emb = _embeds(pipe, n)
@@ -79,7 +79,7 @@ def test_probe_g_matches_independent_recomputation(name, request):
 @pytest.mark.parametrize("name", ["if_pipe", "sd_pipe"])
 def test_relative_energies_sum_to_one_every_step(name, request):
     pipe = request.getfixturevalue(name)
-    with GuidanceProbe(pipe.unet) as probe:
+    with GuidanceProbe(pipe) as probe:
         _call(pipe, n=3)
     r = probe.result().relative()
     assert r.shape[:2] == (3, 3)
@@ -88,14 +88,14 @@ def test_relative_energies_sum_to_one_every_step(name, request):
 
 
 def test_probe_rejects_runs_without_cfg(if_pipe):
-    with GuidanceProbe(if_pipe.unet), pytest.raises(ValueError, match="not doing CFG"):
+    with GuidanceProbe(if_pipe), pytest.raises(ValueError, match="not doing CFG"):
         _call(if_pipe, n=1, scale=1.0)
     assert not if_pipe.unet._forward_hooks
 
 
 def test_probe_on_oracle_and_frame_contract(tmp_path):
     pipe = build_oracle_pipeline(resolution=8)
-    with GuidanceProbe(pipe.unet, keep_tensors=True) as probe:
+    with GuidanceProbe(pipe, keep_tensors=True) as probe:
         pipe("a disc", num_inference_steps=4, guidance_scale=3.0, num_images_per_prompt=2,
              generator=torch.Generator().manual_seed(0))
     res = probe.result()

@@ -87,7 +87,7 @@ def test_capture_matches_scheduler_and_leaves_output_unchanged(oracle):
 
 
 def test_capture_on_if_learned_variance():
-    from reschrom.pipelines import build_tiny_if_pipeline
+    from builders import build_tiny_if_pipeline
 
     pipe = build_tiny_if_pipeline(resolution=16)
     with capturing_x0(pipe) as cap:

@@ -20,24 +20,6 @@ from typing import Any
 
 import torch
 
-IF_SCHEDULER_CONFIG`, :data:`SD_SCHEDULER_CONFIG` — the schedulers of DeepFloyd IF
-  stage I and Stable Diffusion 1.5.
-
-The library's one tokenizer builder is :func:`reschrom.models.build_word_tokenizer`; tiny
-random-weight pipelines of every family (for tests and benchmarks) live in ``tests/builders.py``.
-Nothing here touches the network except :func:`load_pipeline` given a hub id.
-"""
-
-from __future__ import annotations
-
-import os
-from typing import Any
-
-import torch
-
-SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>", "<s>")
-"""Ids 0…3: pad, end-of-sequence (T5's ``</s>``, CLIP's pooled token), unknown, begin."""
-
 IF_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_schedule": "squaredcos_cap_v2",
