@@ -28,7 +28,7 @@ def _check_cuda():
     """device: cuda (or a GPU resource) on a local run without CUDA: one line, before any job
     (a cluster controller plans on a login node; its jobs check on their GPU node)."""
     wants = config["device"] == "cuda" or any(int(r.get("gpu", 0)) > 0 for r in config["resources"].values())
-    if not wants or not workflow.local_exec or workflow.dryrun:
+    if not wants or not workflow.local_exec:
         return
     import torch
 
@@ -42,6 +42,21 @@ def _check_cuda():
 
 
 _check_cuda()
+
+
+def _check_results_writable():
+    """An unwritable results/ (or working directory): one line, before any job."""
+    res = Path("results")
+    where = res if res.exists() else Path(".")
+    if not os.access(where, os.W_OK | os.X_OK):
+        sys.stderr.write(
+            f"reschrom: {where.resolve()} is not writable; fix its permissions (chmod u+w) "
+            "or run from a writable copy of the workflow\n"
+        )
+        sys.exit(1)
+
+
+_check_results_writable()
 
 
 def get_model_load_spec(name):

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from reschrom.training import plot_training_log
+from reschrom.plots_training import plot_training_log
 
 plot_training_log(
     snakemake.input[0],

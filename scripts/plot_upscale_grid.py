@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from reschrom.upscale import plot_upscale_grid
+from reschrom.plots_upscale import plot_upscale_grid
 
 plot_upscale_grid(
     {v: snakemake.input[v] for v in snakemake.params.rows},

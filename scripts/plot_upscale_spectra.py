@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from reschrom.upscale import plot_upscale_spectra
+from reschrom.plots_upscale import plot_upscale_spectra
 
 plot_upscale_spectra(
     snakemake.input.spectra, snakemake.input.metrics, snakemake.output[0], dpi=snakemake.params.dpi

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from reschrom.chromatography import (
     CHROMATOGRAPHY_COLUMNS,
     PROMPT_ID_PATTERN,
+    PromptFileError,
     aggregate_chromatography,
     agreement_table,
     jensen_shannon,
     prompt_id,
-    PromptFileError,
     read_prompt_table,
     read_prompts,
     theory_for_alpha_bar,

@@ -296,7 +296,7 @@ def test_registry_loads_oracle_and_pipelines_with_sampler(tmp_path, if_pipe):
     if_pipe.save_pretrained(tmp_path / "t2i")
     pipe = load_model({"name": "p", "kind": "pipeline", "path": str(tmp_path / "t2i")}, "cpu", sampler="ddim")
     assert isinstance(pipe.scheduler, DDIMScheduler)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="sampler 'euler'"):
         load_model({"name": "oracle", "kind": "oracle"}, "cpu", sampler="euler")
 
 

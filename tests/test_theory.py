@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,19 +38,70 @@ def test_snr_inverse_roundtrip(name):
     np.testing.assert_allclose(back, t, atol=1e-7)
 
 
-@pytest.mark.parametrize("beta_schedule,kw", [
+BETA_SCHEDULES = [
     ("linear", {"beta_start": 1e-4, "beta_end": 0.02}),
     ("scaled_linear", {"beta_start": 0.00085, "beta_end": 0.012}),
     ("squaredcos_cap_v2", {}),
     ("sigmoid", {"beta_start": 1e-4, "beta_end": 0.02}),
-])
-def test_discrete_schedule_equals_diffusers(beta_schedule, kw):
+]
+F32_ULP = float(np.finfo(np.float32).eps)  # 2^-23
+
+
+def test_beta_schedules_cover_diffusers():
+    assert {b for b, _ in BETA_SCHEDULES} == set(S.DDPM_BETA_SCHEDULES)
+
+
+@pytest.mark.parametrize("num_train_timesteps", [1000, 50])
+@pytest.mark.parametrize("beta_schedule,kw", BETA_SCHEDULES)
+def test_numpy_alphas_cumprod_equal_diffusers(beta_schedule, kw, num_train_timesteps):
+    """The NumPy ᾱ table (no torch/diffusers import) is diffusers' DDPMScheduler.alphas_cumprod
+    to float32 rounding (here bit for bit; 2 ulp allowed for other torch builds)."""
     from diffusers import DDPMScheduler
 
-    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule, **kw).alphas_cumprod.double().numpy()
-    s = S.ddpm_schedule(beta_schedule, **kw)
-    k = np.arange(1000)
-    np.testing.assert_allclose(s.alpha_bar(s.t_frac_from_native(k)), ref, rtol=1e-10, atol=1e-15)
+    ref = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, **kw)
+    ac = S.ddpm_alphas_cumprod(beta_schedule, num_train_timesteps=num_train_timesteps, **kw)
+    assert ac.dtype == np.float64 and ac.shape == (num_train_timesteps,)
+    np.testing.assert_allclose(ac, ref.alphas_cumprod.double().numpy(), rtol=2 * F32_ULP, atol=0)
+    betas = S.ddpm_betas(beta_schedule, num_train_timesteps=num_train_timesteps, **kw)
+    np.testing.assert_allclose(betas, ref.betas.numpy(), rtol=2 * F32_ULP, atol=0)
+    s = S.ddpm_schedule(beta_schedule, num_train_timesteps=num_train_timesteps, **kw)
+    k = np.arange(num_train_timesteps)
+    np.testing.assert_allclose(s.alpha_bar(s.t_frac_from_native(k)), ac, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("num_train_timesteps", [1000, 50])
+@pytest.mark.parametrize("beta_schedule,kw", BETA_SCHEDULES)
+def test_numpy_zero_terminal_snr_equals_diffusers(beta_schedule, kw, num_train_timesteps):
+    """rescale_betas_zero_snr: NumPy rescales in float64 and stores float32, so it equals
+    diffusers' algorithm run in float64 to float32 rounding (a few ulp of 1), and diffusers'
+    own float32 table up to that table's round-off (its √ᾱ - √ᾱ_T cancels: ~1e-6)."""
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
+
+    kw = {"num_train_timesteps": num_train_timesteps, "beta_schedule": beta_schedule, **kw}
+    ref32 = DDPMScheduler(rescale_betas_zero_snr=True, **kw).alphas_cumprod.double().numpy()
+    betas64 = rescale_zero_terminal_snr(DDPMScheduler(**kw).betas.double()).float()
+    ref64 = torch.cumprod(1.0 - betas64.double(), 0).numpy()
+    ac = S.ddpm_alphas_cumprod(rescale_betas_zero_snr=True, **kw)
+    assert ac[-1] == 0.0 and ref32[-1] == 0.0
+    np.testing.assert_allclose(ac, ref64, rtol=0, atol=8 * F32_ULP)
+    np.testing.assert_allclose(ac, ref32, rtol=0, atol=2e-6)
+
+
+def test_ddpm_schedule_imports_no_torch():
+    code = (
+        "import sys; from reschrom.schedules import build_schedule, DEFAULT_SCHEDULES; "
+        "[build_schedule(n, s).alpha_bar(0.5) for n, s in DEFAULT_SCHEDULES.items()]; "
+        "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_beta_schedule():
+    with pytest.raises(ValueError, match="beta_schedule 'laplacian' is unknown"):
+        S.ddpm_schedule("laplacian")
 
 
 def test_scheduler_config_file_roundtrip(tmp_path):

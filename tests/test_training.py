@@ -252,7 +252,7 @@ def test_config_errors_are_one_line():
         (lambda c: c["training"].update(schedule="edm"), "training.schedule"),
         (lambda c: c["training"].update(schedule="nope"), "training.schedule"),
         (lambda c: c["data"].update(resolution=24), "data.resolution"),
-        (lambda c: c["models"]["toy"].update(level=3), "models.toy.level"),
+        (lambda c: c["models"]["toy"].update(level=4), "models.toy.level"),
         (lambda c: c["upscale"]["models"].update(lowres="toy"), "upscale.models.lowres"),
         (lambda c: c["models"]["lowres"]["train"].update(batch_size=10**6), "models.lowres"),
     ]

@@ -18,8 +18,8 @@ This module imports torch and diffusers lazily: the prompt helpers run at DAG-pl
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
+import io
 import os
 import re
 import unicodedata
@@ -179,8 +179,8 @@ def measure_guidance(
         results.append(res)
         frames.append(
             guidance_frame(
-                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), alpha_bar=res.alpha_bar,
-                t_frac=res.t_frac, kernel=kernel, resolution=res.resolution,
+                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), kernel=kernel,
+                resolution=res.resolution,
             )
         )
     return pd.concat(frames, ignore_index=True), results
@@ -249,16 +249,21 @@ def measure_guidance_denoiser(
         tensors = {}
         if keep_tensors:
             tensors = {"x_t": torch.stack(xs).cpu(), "eps_uncond": torch.stack(us).cpu(), "eps_cond": torch.stack(cs).cpu()}
+        t_native = np.asarray(den.schedule.native_t(frac), dtype=np.float64)
         res = ProbeResult(
-            np.asarray(den.schedule.native_t(frac), dtype=np.float64),
+            t_native,
             torch.stack(energies).to("cpu", torch.float64).numpy(),
             tensors,
+            alpha_bar=np.asarray(abars, dtype=np.float64),
+            t_frac=frac,
+            t_native=t_native,
+            resolution=int(den.resolution),
         )
         results.append(res)
         frames.append(
             guidance_frame(
-                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), alpha_bar=np.asarray(abars),
-                t_frac=frac, kernel=kernel, resolution=int(den.resolution),
+                res, model=model, prompt_id=pid, prompt=prompt, seed=int(seed), kernel=kernel,
+                resolution=res.resolution,
             )
         )
     return pd.concat(frames, ignore_index=True), results
@@ -308,10 +313,15 @@ def write_guidance_dump(
     if out is not None:
         write_parquet(df, out)
     if tensors_out is not None:
+        first = results[0]
         merged = ProbeResult(
-            results[0].timesteps,
+            first.timesteps,
             np.concatenate([r.energies for r in results], axis=2),
-            {k: torch.cat([r.tensors[k] for r in results], dim=1) for k in results[0].tensors},
+            {k: torch.cat([r.tensors[k] for r in results], dim=1) for k in first.tensors},
+            alpha_bar=first.alpha_bar,
+            t_frac=first.t_frac,
+            t_native=first.t_native,
+            resolution=first.resolution,
         )
         save_tensors(merged, tensors_out)
 

@@ -396,19 +396,26 @@ class PromptComposer:
             h2.remove()
             self._plan = None
 
-    def embedding_kwargs(self) -> dict[str, torch.Tensor]:
-        """The ``pipe(...)`` embedding arguments of a composed run (the first prompt's; the hooks
-        swap in the active prompts' at every step)."""
+    def embedding_kwargs(self, num_images: int = 1) -> dict[str, torch.Tensor]:
+        """The ``pipe(...)`` embedding arguments of a composed run of ``num_images`` images (the
+        first prompt's, repeated; the hooks swap in the active prompts' at every step)."""
         pooled = (self.pooled[0], self.pooled_uncond) if self.pooled is not None else (None, None)
-        return PromptEmbeddings(self.cond[0], self.uncond, *pooled).pipeline_kwargs()
+        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled).pipeline_kwargs()
+        return {k: v.repeat_interleave(num_images, dim=0) for k, v in e.items()}
 
     def __call__(self, **kwargs: Any) -> Any:
-        """Run the pipeline with the composed guidance; returns the pipeline's output."""
+        """Run the pipeline with the composed guidance; returns the pipeline's output.
+
+        ``num_images_per_prompt`` n is passed as n copies of the embeddings (SD3's pipeline does
+        not repeat given embeddings itself); the initial noise has the same shape (n, …) and so
+        the same draws as the pipeline's own call with ``num_images_per_prompt=n``.
+        """
         if kwargs.get("guidance_scale", 2.0) <= 1.0:
             raise ValueError("prompt composing needs classifier-free guidance (guidance_scale > 1)")
+        n = int(kwargs.pop("num_images_per_prompt", None) or 1)
         self.records = []
         with torch.no_grad(), self.hooks():
-            return self.pipe(**self.embedding_kwargs(), **kwargs)
+            return self.pipe(**self.embedding_kwargs(n), num_images_per_prompt=1, **kwargs)
 
     # -- accounting ----------------------------------------------------------------------
 

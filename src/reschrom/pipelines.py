@@ -16,6 +16,7 @@ Nothing here touches the network except :func:`load_pipeline` given a hub id.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,11 +93,17 @@ def load_pipeline(
     local = os.path.isdir(path)
     if not local and os.path.sep in path and path.startswith((".", "/", "results")):
         raise FileNotFoundError(f"pipeline folder not found: {path}")
+    kw: dict[str, Any] = {"dtype": dt}
     if local:
+        import json
+
         from reschrom.io import check_model_folder
 
         check_model_folder(path)
-    kw: dict[str, Any] = {"dtype": dt}
+        # components saved as None (an SD3 folder without its T5 encoder, IF without a safety
+        # checker) must be passed as None again, or from_pretrained looks for them
+        index = json.loads((Path(path) / "model_index.json").read_text())
+        kw.update({k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]})
     if not local and "IF-" in path:
         kw.update(safety_checker=None, watermarker=None, feature_extractor=None)
         if dt == torch.float16:

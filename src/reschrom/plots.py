@@ -1,8 +1,16 @@
-"""Figures (seaborn/matplotlib, headless Agg backend), each from the Parquet tables."""
+"""Figures of the theory (paper Fig. 3, Fig. 4 left), each from the Parquet tables.
+
+Every figure module (``plots``, ``plots_chromatography``, ``plots_compose``, ``plots_upscale``,
+``plots_training``) draws with plain matplotlib on the headless Agg backend, in
+``constrained_layout`` so that no two labels overlap at any dpi (tests/test_plots.py checks
+every figure), and imports neither torch nor diffusers: a plotting job starts in well under a
+second or two.
+"""
 
 from __future__ import annotations
 
 import os
+import textwrap
 
 import matplotlib
 
@@ -11,9 +19,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from reschrom.io import read_parquet, save_figure  # noqa: E402
+
+LAYOUT = "constrained"
+"""The layout engine of every figure: keeps labels, titles and colorbars apart."""
+
+
+def wrap(text: str, width: int = 28, max_chars: int = 120) -> str:
+    """``text`` shortened to ``max_chars`` (an ellipsis marks the cut) and wrapped at ``width``."""
+    text = " ".join(str(text).split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "…"
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
+
+
+def level_label(r: int) -> str:
+    """A level's tick label: its side length as R×R."""
+    return f"{int(r)}×{int(r)}"
 
 
 def _pivot_r(df: pd.DataFrame, value: str = "r") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,10 +61,14 @@ def chromatography_heatmap(ax, df: pd.DataFrame, value: str = "r", title: str = 
         vmax=vmax,
         interpolation="nearest",
     )
-    ax.set_yticks(range(len(res)))
-    ax.set_yticklabels([f"{r}×{r}" for r in res])
-    ax.set_xlabel("t / T   (noise → data)")
-    ax.set_title(title)
+    # at most ~8 row labels, so that a tall pyramid (e.g. 1024 → 11 levels) stays legible
+    step = max(1, int(np.ceil(len(res) / 8)))
+    rows = list(range(len(res)))[::-1][::step][::-1]
+    ax.set_yticks(rows)
+    ax.set_yticklabels([level_label(res[i]) for i in rows], fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("t / T   (noise → data)", fontsize=9)
+    ax.set_title(title, fontsize=10)
     return im
 
 
@@ -49,7 +76,7 @@ def plot_chromatography_theory(table: str | os.PathLike, out: str | os.PathLike,
     """Fig. 4 (left): the theoretical chromatography r_m(t) of one schedule."""
     df = read_parquet(table)
     name = df["schedule"].iloc[0]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout=LAYOUT)
     im = chromatography_heatmap(ax, df, "r", f"resolution chromatography r_m(t) — {name}")
     fig.colorbar(im, ax=ax, label="r_m(t)")
     save_figure(fig, out, dpi)
@@ -59,16 +86,22 @@ def plot_time_adjustment(table: str | os.PathLike, out: str | os.PathLike, dpi: 
     """Fig. 3: τ_m(t) (left) and λ^(m)_t (right) of one schedule, one curve per level."""
     df = read_parquet(table)
     name = df["schedule"].iloc[0]
-    df = df.assign(level=df["resolution"].map(lambda r: f"{r}×{r}"))
-    order = [f"{r}×{r}" for r in sorted(df["resolution"].unique(), reverse=True)]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    pal = sns.color_palette("viridis", len(order))
-    sns.lineplot(df, x="t_frac", y="tau_frac", hue="level", hue_order=order, palette=pal, ax=axes[0])
-    axes[0].set(xlabel="t / T", ylabel="τ_m / T", title=f"time adjustment τ_m(t) — {name}")
-    sns.lineplot(df, x="t_frac", y="lambda", hue="level", hue_order=order, palette=pal, ax=axes[1], legend=False)
-    axes[1].set(xlabel="t / T", ylabel="λ^(m)_t", yscale="log", title="intensity factor λ^(m)_t")
-    axes[0].legend(title="level", fontsize=7, ncols=2)
+    levels = sorted(df["resolution"].unique(), reverse=True)  # R×R (m = 0) first
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(levels)))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), layout=LAYOUT)
+    for r, c in zip(levels, colors):
+        d = df[df["resolution"] == r].sort_values("t_frac")
+        axes[0].plot(d["t_frac"], d["tau_frac"], color=c, lw=1.3, label=level_label(r))
+        axes[1].plot(d["t_frac"], d["lambda"], color=c, lw=1.3)
+    axes[0].set(xlabel="t / T", ylabel="τ_m / T")
+    axes[0].set_title(f"time adjustment τ_m(t) — {name}", fontsize=10)
+    axes[1].set(xlabel="t / T", ylabel="λ^(m)_t", yscale="log")
+    axes[1].set_title("intensity factor λ^(m)_t", fontsize=10)
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.legend(
+        title="level", loc="outside right upper", fontsize=8, title_fontsize=8, ncols=1 if len(levels) <= 8 else 2
+    )
     save_figure(fig, out, dpi)
 
 
@@ -78,15 +111,21 @@ def plot_chromatography_atlas(tables: list[str], out: str | os.PathLike, dpi: in
     n = len(dfs)
     ncols = 2 if n > 1 else 1
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 2.6 * nrows), squeeze=False)
-    for ax, df in zip(axes.ravel(), dfs):
-        chromatography_heatmap(ax, df, "r", df["schedule"].iloc[0], vmax=1.0)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(5.6 * ncols + 1.0, 2.3 * nrows + 0.6), squeeze=False, layout=LAYOUT
+    )
+    im = None
+    for i, (ax, df) in enumerate(zip(axes.ravel(), dfs)):
+        im = chromatography_heatmap(ax, df, "r", df["schedule"].iloc[0], vmax=1.0)
+        if i < n - ncols:  # the x label once per column, under its lowest heatmap
+            ax.set_xlabel("")
         # mark each level's peak
         piv = df.pivot_table(index="resolution", columns="t_frac", values="r").sort_index()
         peaks = piv.idxmax(axis=1).to_numpy()
         ax.plot(peaks, range(len(peaks)), "c.", ms=5)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), label="r_m(t)", shrink=0.6)
     fig.suptitle("resolution chromatography across schedules (cyan: peak of each level)")
-    fig.tight_layout()
     save_figure(fig, out, dpi)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -15,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from reschrom.chromatography import _read_dump, prompt_chromatography  # noqa: E402
 from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.plots import chromatography_heatmap  # noqa: E402
+from reschrom.plots import LAYOUT, chromatography_heatmap, wrap  # noqa: E402
 
 
 def _norm_strip(ax, chrom, title: str = "") -> None:  # noqa: ANN001
@@ -27,9 +26,10 @@ def _norm_strip(ax, chrom, title: str = "") -> None:  # noqa: ANN001
     ax.imshow(mat, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=(t[0], t[-1], 2.5, -0.5), interpolation="nearest")
     ax.set_yticks(range(3))
     ax.set_yticklabels(["ε uncond", "ε cond", "CFG g"], fontsize=7)
-    ax.set_xlabel("t / T   (noise → data)")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("t / T   (noise → data)", fontsize=9)
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=9)
 
 
 def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLike, model: str = "", dpi: int = 110) -> None:
@@ -38,7 +38,7 @@ def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLik
     chrom = read_parquet(table)
     n_p = int(chrom["n_prompts"].max()) if len(chrom) else 0
     fig, axes = plt.subplots(
-        2, 2, figsize=(11, 4.6), gridspec_kw={"height_ratios": [4, 1], "hspace": 0.55}, squeeze=False
+        2, 2, figsize=(11, 5.0), height_ratios=[4, 1.3], squeeze=False, layout=LAYOUT
     )
     im = chromatography_heatmap(axes[0, 0], chrom, "r_theory", "theory r_m(t) (eq. 18)", vmax=1.0)
     chromatography_heatmap(
@@ -49,6 +49,7 @@ def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLik
     fig.colorbar(im, ax=axes[0].tolist(), label="share of level m", fraction=0.025)
     _norm_strip(axes[1, 0], chrom, "relative norm of each noise predictor")
     _norm_strip(axes[1, 1], chrom)
+    axes[1, 1].set_yticklabels([])  # the strips share their row labels (left)
     fig.suptitle(f"resolution chromatography — {model}" if model else "resolution chromatography")
     save_figure(fig, out, dpi)
 
@@ -63,16 +64,19 @@ def plot_prompt_chromatography(
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.6 * ncols, 0.6 + 2.9 * nrows), squeeze=False, layout="constrained"
+        nrows, ncols, figsize=(4.6 * ncols + 0.8, 0.6 + 2.9 * nrows), squeeze=False, layout=LAYOUT
     )
     im = None
-    for ax, path in zip(axes.ravel(), dumps):
+    for i, (ax, path) in enumerate(zip(axes.ravel(), dumps)):
         df = _read_dump(path)
         prompt = str(df["prompt"].iloc[0]) if "prompt" in df and len(df) else os.path.basename(str(path))
         per = prompt_chromatography(df)
-        title = "\n".join(textwrap.wrap(f"“{prompt}”", 40)[:2])
-        im = chromatography_heatmap(ax, per, "r_measured", title, vmax=1.0)
+        im = chromatography_heatmap(ax, per, "r_measured", wrap(f"“{prompt}”", 44, 86), vmax=1.0)
         ax.title.set_fontsize(8)
+        if i % ncols:  # row labels once per row, on the left
+            ax.set_yticklabels([])
+        if i + ncols < n:  # the x label once per column, under its lowest heatmap
+            ax.set_xlabel("")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     if im is not None:

@@ -16,15 +16,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reschrom.compose import eta_label, load_png  # noqa: E402
 from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.plots import chromatography_heatmap  # noqa: E402
+from reschrom.pairs import eta_label  # noqa: E402
+from reschrom.plots import LAYOUT, chromatography_heatmap, level_label, wrap  # noqa: E402
 
 
-def _image_rows(fig, gs_rows, pairs: pd.DataFrame, compose_dir: str, etas: Sequence[float]) -> None:  # noqa: ANN001
+def load_png(path: str | os.PathLike) -> np.ndarray:
+    """An RGB PNG as a float array (H, W, 3) in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def pair_label(structure: str, texture: str, width: int = 24) -> str:
+    """A row label: the structure prompt, an arrow, the texture prompt, each wrapped."""
+    return f"{wrap(structure, width, 72)}\n→ {wrap(texture, width, 72)}"
+
+
+def _image_rows(axes: np.ndarray, pairs: pd.DataFrame, compose_dir: str, etas: Sequence[float]) -> None:
+    """One row per pair, one column per η (titled on the top row, the pair's label on the left)."""
     for r, (_, p) in enumerate(pairs.iterrows()):
         for c, eta in enumerate(etas):
-            ax = fig.add_subplot(gs_rows[r, c])
+            ax = axes[r, c]
             ax.imshow(load_png(os.path.join(compose_dir, p["pair_id"], f"eta_{eta_label(eta)}.png")),
                       interpolation="nearest")
             ax.set_xticks([])
@@ -32,7 +46,8 @@ def _image_rows(fig, gs_rows, pairs: pd.DataFrame, compose_dir: str, etas: Seque
             if r == 0:
                 ax.set_title(f"η = {eta:g}", fontsize=9)
             if c == 0:
-                ax.set_ylabel(f"{p['structure']}\n→ {p['texture']}", fontsize=7)
+                ax.set_ylabel(pair_label(p["structure"], p["texture"]), fontsize=7,
+                              rotation=0, ha="right", va="center", labelpad=6)
 
 
 def plot_compose_grid(
@@ -53,27 +68,31 @@ def plot_compose_grid(
     pairs = df.drop_duplicates("pair_id")[["pair_id", "structure", "texture"]].head(max_pairs)
     etas = sorted((float(e) for e in etas), reverse=True)
     n = len(etas)
-    fig = plt.figure(figsize=(1.6 * n + 1.5, 2.2 + 1.6 * len(pairs) + 2.2))
-    gs = fig.add_gridspec(3, 1, height_ratios=[1.4, 1.6 * len(pairs), 2.0], hspace=0.35)
-    ax = fig.add_subplot(gs[0])
-    chromatography_heatmap(ax, th, "r", f"theoretical r_m(t) of {model}'s schedule", vmax=None)
+    width = max(1.4 * n + 2.4, 6.5)
+    heights = [2.0, 1.4 * len(pairs) + 0.3, 2.2]
+    fig = plt.figure(figsize=(width, sum(heights)), layout=LAYOUT)
+    top, mid, bottom = fig.subfigures(3, 1, height_ratios=heights)
+    ax = top.subplots()
+    im = chromatography_heatmap(ax, th, "r", f"theoretical r_m(t) of {model}'s schedule", vmax=None)
     ax.set_xlim(1.0, 0.0)
     for eta in etas:
         ax.axvline(eta, color="c", lw=1, ls="--")
-    ax.set_xlabel("t / T  (structure prompt while t ≥ ηT, texture prompt after)")
-    _image_rows(fig, gs[1].subgridspec(len(pairs), n, wspace=0.05, hspace=0.1), pairs, str(compose_dir), etas)
-    ax2 = fig.add_subplot(gs[2])
+    ax.set_xlabel("t / T   (cyan: ηT; structure prompt while t ≥ ηT, texture prompt after)", fontsize=8)
+    top.colorbar(im, ax=ax, label="r_m(t)")
+    _image_rows(mid.subplots(len(pairs), n, squeeze=False), pairs, str(compose_dir), etas)
+    ax2 = bottom.subplots()
     sub = df[df["eta"].isin(etas)]
     piv = sub.pivot_table(index="resolution", columns="eta", values="share_vs_structure", aggfunc="mean")
     piv = piv.sort_index()[sorted(piv.columns, reverse=True)]
-    im = ax2.imshow(piv.to_numpy(), aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+    im2 = ax2.imshow(piv.to_numpy(), aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
     ax2.set_yticks(range(len(piv.index)))
-    ax2.set_yticklabels([f"{r}×{r}" for r in piv.index])
+    ax2.set_yticklabels([level_label(r) for r in piv.index], fontsize=8)
     ax2.set_xticks(range(len(piv.columns)))
-    ax2.set_xticklabels([f"{e:g}" for e in piv.columns])
-    ax2.set_xlabel("η")
-    ax2.set_title("share of each level in ‖x_η − x_structure‖² (mean over pairs)", fontsize=9)
-    fig.colorbar(im, ax=ax2)
+    ax2.set_xticklabels([f"{e:g}" for e in piv.columns], fontsize=8)
+    ax2.set_xlabel("η", fontsize=9)
+    ax2.set_title(wrap("share of each level in ‖x_η − x_structure‖² (mean over pairs)", 60), fontsize=9)
+    bottom.colorbar(im2, ax=ax2, label="share")
+    fig.suptitle(f"time-dependent prompt composing — {model}", fontsize=10)
     save_figure(fig, out, dpi)
 
 
@@ -89,9 +108,11 @@ def plot_compose_pairs(
     model = df["model"].iloc[0]
     pairs = df.drop_duplicates("pair_id")[["pair_id", "structure", "texture"]]
     etas = sorted((float(e) for e in etas), reverse=True)
-    fig = plt.figure(figsize=(1.6 * len(etas) + 1.5, 1.6 * len(pairs) + 0.6))
-    gs = fig.add_gridspec(len(pairs), len(etas), wspace=0.05, hspace=0.1)
-    _image_rows(fig, gs, pairs, str(compose_dir), etas)
+    fig, axes = plt.subplots(
+        len(pairs), len(etas), figsize=(1.4 * len(etas) + 2.4, 1.4 * len(pairs) + 0.6),
+        squeeze=False, layout=LAYOUT,
+    )
+    _image_rows(axes, pairs, str(compose_dir), etas)
     fig.suptitle(f"time-dependent prompt composing — {model}", fontsize=10)
     save_figure(fig, out, dpi)
 
@@ -110,22 +131,22 @@ def plot_x0_spectra(
     """Fig. 1: x_t and x̂0 snapshots of one trajectory (top), and the mean RAPSD of the x̂0 change
     per step as a frequency × time heatmap (log power, and its distribution over frequencies per
     step with the power-weighted mean frequency, which rises as t → 0: coarse to fine)."""
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file
 
     df = read_parquet(table)
     snap = load_file(str(snapshots))
     model = df["model"].iloc[0]
     n = int(df["n_samples"].iloc[0])
-    steps = snap["steps"].numpy()
-    ts = snap["timesteps"].numpy()
+    steps = np.asarray(snap["steps"]).astype(np.int64)
+    ts = np.asarray(snap["timesteps"])
     S = len(steps)
-    fig = plt.figure(figsize=(max(8, 1.4 * S), 8))
-    gs = fig.add_gridspec(2, 1, height_ratios=[2.4, 3], hspace=0.3)
-    top = gs[0].subgridspec(2, S, wspace=0.05, hspace=0.05)
+    fig = plt.figure(figsize=(max(9.0, 1.4 * S + 1.0), 8.2), layout=LAYOUT)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.5, 3.2])
+    axes = top.subplots(2, S, squeeze=False)
     for j in range(S):
         for r, key in enumerate(("x_t", "x0")):
-            ax = fig.add_subplot(top[r, j])
-            ax.imshow(_to_display(snap[key][j].numpy()), interpolation="nearest")
+            ax = axes[r, j]
+            ax.imshow(_to_display(snap[key][j]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -137,23 +158,21 @@ def plot_x0_spectra(
     P = piv.to_numpy()[1:]  # drop k = 0 (the mean)
     t = np.asarray(piv.columns)
     k = np.asarray(piv.index)[1:]
-    bottom = gs[1].subgridspec(1, 2, wspace=0.25)
     extent = (t[0], t[-1], k[0] - 0.5, k[-1] + 0.5)
-    ax = fig.add_subplot(bottom[0])
+    ax, ax2 = bottom.subplots(1, 2)
     im = ax.imshow(np.log10(np.maximum(P, 1e-20)), aspect="auto", origin="lower", cmap="magma",
                    extent=extent, interpolation="nearest")
-    ax.set(xlabel="t / T  (noise → data)", ylabel="frequency k (cycles / image)",
-           title=f"log10 RAPSD of x̂0(t_k) − x̂0(t_k-1), N = {n}")
-    fig.colorbar(im, ax=ax)
-    ax = fig.add_subplot(bottom[1])
+    ax.set(xlabel="t / T  (noise → data)", ylabel="frequency k (cycles / image)")
+    ax.set_title(wrap(f"log10 RAPSD of x̂0(t_k) − x̂0(t_k-1), N = {n}", 46), fontsize=10)
+    bottom.colorbar(im, ax=ax)
     Pn = P / np.maximum(P.sum(axis=0, keepdims=True), 1e-30)  # spectral distribution per step
-    im = ax.imshow(np.log10(np.maximum(Pn, 1e-20)), aspect="auto", origin="lower", cmap="viridis",
-                   extent=extent, interpolation="nearest")
-    ax.set(xlabel="t / T  (noise → data)", ylabel="frequency k",
-           title="log10 share of each frequency per step")
+    im = ax2.imshow(np.log10(np.maximum(Pn, 1e-20)), aspect="auto", origin="lower", cmap="viridis",
+                    extent=extent, interpolation="nearest")
+    ax2.set(xlabel="t / T  (noise → data)", ylabel="frequency k")
+    ax2.set_title("log10 share of each frequency per step", fontsize=10)
     mean_k = (k[:, None] * Pn).sum(0)
-    ax.plot(t, mean_k, "w-", lw=1.2, label="power-weighted mean k")
-    ax.legend(fontsize=7, loc="upper left")
-    fig.colorbar(im, ax=ax)
+    ax2.plot(t, mean_k, "w-", lw=1.2, label="power-weighted mean k")
+    ax2.legend(fontsize=7, loc="upper left")
+    bottom.colorbar(im, ax=ax2)
     fig.suptitle(f"coarse-to-fine generation — {model}", fontsize=11)
     save_figure(fig, out, dpi)

@@ -66,7 +66,8 @@ class ProbeResult:
     (only with ``keep_tensors``) maps ``x_t``, ``eps_uncond``, ``eps_cond`` to float16 arrays
     (S, B, C, H, W); ``alpha_bar`` (S,) ᾱ of each step, ``t_frac`` (S,) its t_frac (t/(T−1),
     or σ for flow matching), ``t_native`` (S,) the schedule's own time (DDPM step, or σ);
-    None when unknown (a result built by hand).
+    ``resolution`` the side of the probed tensor (pixels for IF and the oracle, latents for
+    SD/SD3). None when unknown (a result built by hand).
     """
 
     timesteps: np.ndarray
@@ -75,6 +76,7 @@ class ProbeResult:
     alpha_bar: np.ndarray | None = None
     t_frac: np.ndarray | None = None
     t_native: np.ndarray | None = None
+    resolution: int | None = None
 
     @property
     def num_steps(self) -> int:
@@ -134,6 +136,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         self._x: list[torch.Tensor] = []
         self._u: list[torch.Tensor] = []
         self._c: list[torch.Tensor] = []
+        self._resolution: int | None = None
 
     # -- attach / detach ------------------------------------------------------------------
     def attach(self) -> GuidanceProbe:
@@ -189,6 +192,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         )
         self._e.append(e.detach())
         self._t.append(t)
+        self._resolution = int(sample.shape[-1])
         if self.keep_tensors:
             self._x.append(x.detach().to(self.tensor_dtype).clone())
             self._u.append(eps_uncond.detach().to(self.tensor_dtype).clone())
@@ -215,6 +219,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             alpha_bar=steps[:, 3].copy(),
             t_frac=steps[:, 2].copy(),
             t_native=steps[:, 1].copy(),
+            resolution=self._resolution,
         )
 
 
@@ -253,15 +258,18 @@ def guidance_frame(
 ) -> pd.DataFrame:
     """One row per (sample, step, m): the contract of ``results/guidance/...`` (docs/DESIGN.md).
 
-    ``t`` is the denoiser's own time (a DDPM step index, or σ of a flow-matching / EDM model).
-    Either ``alphas_cumprod`` (a DDPM table: ``t_frac = t/(T-1)``, ᾱ = table[t]) or the per-step
+    ``t`` is the denoiser's own time (a DDPM step index, or σ of a flow-matching / EDM model:
+    ``result.t_native`` where the probe recorded it). The result's own per-step ``alpha_bar``
+    and ``t_frac``, or ``alphas_cumprod`` (a DDPM table: ``t_frac = t/(T-1)``, ᾱ = table[t]) or the per-step
     ``alpha_bar`` and ``t_frac`` arrays (length S; any schedule) give ``t_frac`` (1 = pure noise)
     and the extra column ``alpha_bar`` = ᾱ_t (so the theory r_m(t) needs no scheduler, Theorem 1).
     ``resolution`` is the side of the probed tensor (e.g. 28 gives levels 28, 14, 7); None assumes
     a power of the kernel, n^(M-1).
     """
     S, _, B, M = result.energies.shape
-    t = np.asarray(result.timesteps, dtype=np.float64)
+    t = np.asarray(result.timesteps if result.t_native is None else result.t_native, dtype=np.float64)
+    if alpha_bar is None and t_frac is None and result.alpha_bar is not None and result.t_frac is not None:
+        alpha_bar, t_frac = result.alpha_bar, result.t_frac
     if alpha_bar is None or t_frac is None:
         if alphas_cumprod is None:
             raise ValueError("guidance_frame needs alphas_cumprod or per-step alpha_bar and t_frac")

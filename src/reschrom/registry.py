@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 KINDS = ("trained", "pipeline", "oracle", "module")
+SAMPLERS = ("default", "ddpm", "ddim")
 TASKS = ("lowres", "residual", "level", "t2i")
 STAGE_SELECTOR = {"chromatography": "measure", "compose": "run", "spectra": "run"}
 """The key of each stage that lists the model names it runs."""
@@ -246,6 +247,8 @@ def load_model(
     dev = resolve_device(device)
     kind = spec["kind"]
     name = spec.get("name", "model")
+    if sampler not in SAMPLERS:
+        raise RegistryError(f"model {name!r}: sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
     if kind == "module":
         from reschrom.denoisers import load_module_model
 

@@ -286,6 +286,87 @@ class ReparametrizedSchedule(Schedule):
 DDPM_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 
+def _linspace_f32(start: float, end: float, n: int) -> np.ndarray:
+    """``torch.linspace(start, end, n, dtype=float32)``: float32 end points and step, the first
+    half counted up from ``start`` and the second down from ``end`` (one rounding each)."""
+    lo, hi = np.float32(start), np.float32(end)
+    if n == 1:
+        return np.array([lo], dtype=np.float32)
+    step = np.float64((hi - lo) / np.float32(n - 1))
+    i = np.arange(n, dtype=np.float64)
+    half = n // 2
+    return np.concatenate(
+        [np.float64(lo) + step * i[:half], np.float64(hi) - step * (n - 1 - i[half:])]
+    ).astype(np.float32)
+
+
+def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Zero terminal SNR (Lin et al. 2024, Algorithm 1; diffusers ``rescale_zero_terminal_snr``):
+    shift √ᾱ so that its last value is 0, scale it so that its first value is unchanged."""
+    s = np.sqrt(np.cumprod(1.0 - betas.astype(np.float64)))
+    s0, sT = s[0], s[-1]
+    s = (s - sT) * (s0 / (s0 - sT))
+    ab = s**2
+    return 1.0 - np.concatenate([ab[:1], ab[1:] / ab[:-1]])
+
+
+def ddpm_betas(
+    beta_schedule: str = "linear",
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    num_train_timesteps: int = 1000,
+    rescale_betas_zero_snr: bool = False,
+) -> np.ndarray:
+    """β_1 … β_T of diffusers' ``DDPMScheduler`` (and DDIM, DPM-Solver, … which share them) in
+    NumPy, float32 as diffusers stores them: no torch or diffusers import (tests/test_theory.py
+    checks every ``beta_schedule`` against diffusers).
+
+    linear: linspace(β_start, β_end); scaled_linear: linspace(√β_start, √β_end)²;
+    squaredcos_cap_v2: β_i = min(1 - f((i+1)/T)/f(i/T), 0.999), f(t) = cos²((t + 0.008)/1.008·π/2);
+    sigmoid: sigmoid(linspace(-6, 6))·(β_end - β_start) + β_start.
+    """
+    if beta_schedule not in DDPM_BETA_SCHEDULES:
+        raise ValueError(
+            f"beta_schedule {beta_schedule!r} is unknown; allowed: {', '.join(DDPM_BETA_SCHEDULES)}"
+        )
+    T = int(num_train_timesteps)
+    if T < 1:
+        raise ValueError(f"num_train_timesteps must be ≥ 1, got {num_train_timesteps!r}")
+    if beta_schedule == "linear":
+        betas = _linspace_f32(beta_start, beta_end, T)
+    elif beta_schedule == "scaled_linear":
+        betas = _linspace_f32(beta_start**0.5, beta_end**0.5, T) ** 2
+    elif beta_schedule == "squaredcos_cap_v2":
+        i = np.arange(T, dtype=np.float64)
+
+        def f(t: np.ndarray) -> np.ndarray:
+            return np.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        betas = np.minimum(1.0 - f((i + 1) / T) / f(i / T), 0.999)
+    else:  # sigmoid (GeoDiff)
+        one = np.float32(1.0)
+        sig = one / (one + np.exp(-_linspace_f32(-6.0, 6.0, T)))
+        betas = sig * np.float32(beta_end - beta_start) + np.float32(beta_start)
+    betas = np.asarray(betas).astype(np.float32)
+    if rescale_betas_zero_snr:
+        betas = _rescale_zero_terminal_snr(betas).astype(np.float32)
+    return betas
+
+
+def ddpm_alphas_cumprod(
+    beta_schedule: str = "linear",
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    num_train_timesteps: int = 1000,
+    rescale_betas_zero_snr: bool = False,
+) -> np.ndarray:
+    """ᾱ_t = Π_{s≤t} (1 - β_s), diffusers' ``alphas_cumprod`` (a float32 table; the product is
+    accumulated in float64 as torch's CPU ``cumprod`` does), returned as float64."""
+    betas = ddpm_betas(beta_schedule, beta_start, beta_end, num_train_timesteps, rescale_betas_zero_snr)
+    alphas = (np.float32(1.0) - betas).astype(np.float64)
+    return np.cumprod(alphas).astype(np.float32).astype(np.float64)
+
+
 def ddpm_schedule(
     beta_schedule: str = "linear",
     beta_start: float = 1e-4,
@@ -294,21 +375,11 @@ def ddpm_schedule(
     rescale_betas_zero_snr: bool = False,
     name: str | None = None,
 ) -> DiscreteSchedule:
-    """A DDPM schedule whose ᾱ table comes from diffusers' own ``DDPMScheduler``."""
-    from diffusers import DDPMScheduler
-
-    if beta_schedule not in DDPM_BETA_SCHEDULES:
-        raise ValueError(
-            f"beta_schedule {beta_schedule!r} is unknown; allowed: {', '.join(DDPM_BETA_SCHEDULES)}"
-        )
-    sched = DDPMScheduler(
-        num_train_timesteps=num_train_timesteps,
-        beta_start=beta_start,
-        beta_end=beta_end,
-        beta_schedule=beta_schedule,
-        rescale_betas_zero_snr=rescale_betas_zero_snr,
-    )
-    return DiscreteSchedule(sched.alphas_cumprod.double().numpy(), name=name or beta_schedule)
+    """A DDPM schedule: the ᾱ table of diffusers' ``DDPMScheduler`` with these settings,
+    computed in NumPy (:func:`ddpm_alphas_cumprod`; importing torch and diffusers for it
+    would cost a theory job seconds of start-up)."""
+    ac = ddpm_alphas_cumprod(beta_schedule, beta_start, beta_end, num_train_timesteps, rescale_betas_zero_snr)
+    return DiscreteSchedule(ac, name=name or beta_schedule)
 
 
 def schedule_from_diffusers(scheduler: Any, name: str = "diffusers") -> Schedule:

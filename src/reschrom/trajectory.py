@@ -149,6 +149,7 @@ def x0_spectra(
     dev = torch.device(device) if device is not None else pipe._execution_device
     total: torch.Tensor | None = None
     timesteps: list[float] = []
+    fracs: list[float] = []
     snaps_x: list[torch.Tensor] = []
     snaps_0: list[torch.Tensor] = []
     snap_steps: list[int] = []
@@ -177,7 +178,8 @@ def x0_spectra(
         spec = torch.stack(state["spec"]).double().cpu()  # (S-1, K), summed over the batch
         total = spec if total is None else total + spec
         if b == 0:
-            timesteps = cap.timesteps
+            timesteps = cap.t_native
+            fracs = cap.t_frac
             S = len(cap.x0)
             idx = sorted({int(round(v)) for v in np.linspace(0, S - 1, max(1, min(n_snapshots, S)))})
             snap_steps = idx
@@ -198,19 +200,27 @@ def x0_spectra(
         timesteps=np.asarray(timesteps, dtype=np.float64),
         power=(total / n_samples).numpy(),
         n_samples=n_samples,
-        snapshots={"x_t": x_snap.contiguous(), "x0": x0_snap.contiguous(), "steps": torch.tensor(snap_steps)},
+        snapshots={
+            "x_t": x_snap.contiguous(),
+            "x0": x0_snap.contiguous(),
+            "steps": torch.tensor(snap_steps),
+            "t_frac": torch.tensor(fracs, dtype=torch.float64),
+        },
     )
 
 
 def spectra_frame(
-    result: SpectraResult, model: str, num_train_timesteps: int, t_frac: np.ndarray | None = None
+    result: SpectraResult, model: str, num_train_timesteps: int | None = None, t_frac: np.ndarray | None = None
 ) -> pd.DataFrame:
     """One row per (step, k): the contract of ``results/spectra/{model}.parquet``.
 
-    ``step`` = k of the change x̂0(t_step) - x̂0(t_{step-1}) (1 … S-1), ``t`` its timestep,
-    ``t_frac = t/(T-1)`` (as in the guidance tables), ``k`` the radial frequency (cycles per
-    image), ``power`` the mean RAPSD over ``n_samples``.
+    ``step`` = k of the change x̂0(t_step) - x̂0(t_{step-1}) (1 … S-1), ``t`` its time in the
+    schedule's own units (DDPM step, or σ), ``t_frac`` the per-step ``t_frac`` given (as in the
+    guidance tables) or else t/(T-1) with T = ``num_train_timesteps``, ``k`` the radial frequency
+    (cycles per image), ``power`` the mean RAPSD over ``n_samples``.
     """
+    if t_frac is None and num_train_timesteps is None:
+        raise ValueError("spectra_frame needs t_frac or num_train_timesteps")
     S1, K = result.power.shape
     steps = np.arange(1, S1 + 1)
     ss, kk = np.meshgrid(steps, np.arange(K), indexing="ij")
@@ -336,13 +346,7 @@ def run_spectra(
         guidance_scale=float(settings["guidance_scale"]),
         n_snapshots=n_snapshots,
     )
-    if is_denoiser_model(model_spec):
-        res = x0_spectra_denoiser(net, prompts, **common)
-        frac = res.snapshots.pop("t_frac").numpy()
-        table = spectra_frame(res, model, 2, t_frac=frac)
-    else:
-        res = x0_spectra(net, prompts, **common)
-        T = int(net.scheduler.config.get("num_train_timesteps", 1000))
-        table = spectra_frame(res, model, T)
+    res = (x0_spectra_denoiser if is_denoiser_model(model_spec) else x0_spectra)(net, prompts, **common)
+    table = spectra_frame(res, model, t_frac=res.snapshots.pop("t_frac").numpy())
     write_parquet(table, table_out)
     save_snapshots(res, snapshots_out)

@@ -1,0 +1,46 @@
+"""The loss curve of a trained model, from its ``training_log.parquet`` (no torch import)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reschrom.io import read_parquet, save_figure  # noqa: E402
+from reschrom.plots import LAYOUT, wrap  # noqa: E402
+
+FLOW_MODEL_FILE, FLOW_CLASS_NAME = "reschrom_model.json", "FlowTextToImage"
+"""``reschrom.flow.MODEL_FILE`` / ``CLASS_NAME`` (read here without importing torch)."""
+
+
+def _is_flow_folder(folder: str | os.PathLike) -> bool:
+    f = Path(folder) / FLOW_MODEL_FILE
+    try:
+        return json.loads(f.read_text()).get("class") == FLOW_CLASS_NAME
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, title: str = "", dpi: int = 110) -> None:
+    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet
+    (the ε-prediction MSE, or the velocity MSE of a flow-matching folder)."""
+    df = read_parquet(Path(model_dir) / "training_log.parquet")
+    fig, ax = plt.subplots(figsize=(5.5, 3.2), layout=LAYOUT)
+    ax.plot(df["step"], df["loss"], lw=0.5, alpha=0.35, color="tab:blue", label="per step")
+    win = max(len(df) // 30, 1)
+    ax.plot(df["step"], df["loss"].rolling(win, min_periods=1).mean(), color="tab:blue", lw=1.6,
+            label=f"running mean ({win} steps)")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("velocity MSE" if _is_flow_folder(model_dir) else "ε-prediction MSE")
+    ips = float(np.median(df["images_per_s"])) if len(df) else float("nan")
+    ax.set_title(wrap(f"{title}  ({ips:.0f} images/s)", 56), fontsize=10)
+    ax.legend(fontsize=7)
+    save_figure(fig, out, dpi)
