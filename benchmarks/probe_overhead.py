@@ -29,7 +29,7 @@ from reschrom.io import write_parquet
 from reschrom.probe import GuidanceProbe, guidance_frame
 
 
-def _pipeline(model: str | None):  # noqa: ANN202
+def _pipeline(model: str | None):
     if model == "oracle":
         from reschrom.oracle import build_oracle_pipeline
 
@@ -60,7 +60,7 @@ def main() -> None:
     ac = pipe.scheduler.alphas_cumprod.double().numpy()
     out_dir = tempfile.mkdtemp(prefix="probe_overhead_")
 
-    def call():  # noqa: ANN202
+    def call():
         return pipe(prompt, num_inference_steps=args.steps, guidance_scale=5.0,
                     num_images_per_prompt=args.images, generator=torch.Generator().manual_seed(0), **kw).images
 

@@ -45,7 +45,7 @@ def build_tiny_if_pipeline(
     channels: int = 3,
     block_out_channels: tuple[int, ...] = (32, 64),
     text_dim: int = 32,
-):  # noqa: ANN201
+):
     """A random-weight ``IFPipeline`` with IF stage I's structure (learned variance: 2C outputs)."""
     from diffusers import DDPMScheduler, IFPipeline, UNet2DConditionModel
     from transformers import T5Config, T5EncoderModel
@@ -99,7 +99,7 @@ def build_tiny_if_pipeline(
     return pipe
 
 
-def _tiny_vae(resolution: int, latent_channels: int = 4, **kw):  # noqa: ANN001, ANN202
+def _tiny_vae(resolution: int, latent_channels: int = 4, **kw):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -116,7 +116,7 @@ def _tiny_vae(resolution: int, latent_channels: int = 4, **kw):  # noqa: ANN001,
     ).eval()
 
 
-def _clip_config(tokenizer, text_dim: int, **kw):  # noqa: ANN001, ANN202
+def _clip_config(tokenizer, text_dim: int, **kw):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -139,7 +139,7 @@ def build_tiny_sd_pipeline(
     texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
     text_dim: int = 32,
     prediction_type: str = "epsilon",
-):  # noqa: ANN201
+):
     """A random-weight ``StableDiffusionPipeline`` (VAE scale factor 2: ``resolution/2`` latents,
     4 channels) with SD 1.5's ``DDIMScheduler`` configuration and the given ``prediction_type``."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -177,7 +177,7 @@ def build_tiny_sd_pipeline(
     return pipe
 
 
-def build_tiny_sd_v_pipeline(resolution: int = 32, seed: int = 0, **kw):  # noqa: ANN003, ANN201
+def build_tiny_sd_v_pipeline(resolution: int = 32, seed: int = 0, **kw):
     """:func:`build_tiny_sd_pipeline` with ``prediction_type="v_prediction"`` (SD 2.x style)."""
     return build_tiny_sd_pipeline(resolution, seed, prediction_type="v_prediction", **kw)
 
@@ -188,7 +188,7 @@ def build_tiny_sd3_pipeline(
     texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
     text_dim: int = 32,
     shift: float = 3.0,
-):  # noqa: ANN201
+):
     """A random-weight ``StableDiffusion3Pipeline`` on ``resolution/2`` latents (4 channels).
 
     ``SD3Transformer2DModel`` (patch 1, 2 layers, 2 heads of 8), two CLIP text encoders with

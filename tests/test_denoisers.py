@@ -431,7 +431,7 @@ def test_on_step_receives_the_guidance_term() -> None:
     ws = [lambda t: 0.25 + t, lambda t: 1.5 - t]
     seen: list[tuple] = []
 
-    def on_step(step, t, a, x_t, e_u, e_c, e_g):  # noqa: ANN001, ANN202
+    def on_step(step, t, a, x_t, e_u, e_c, e_g):
         seen.append((step, t, a, x_t, e_u, e_c, e_g))
 
     dn.sample_cfg(

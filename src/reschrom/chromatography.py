@@ -34,6 +34,24 @@ import pandas as pd
 # prompts
 # --------------------------------------------------------------------------------------
 
+GUIDANCE_COLUMNS = [
+    "model",
+    "prompt_id",
+    "prompt",
+    "seed",
+    "sample",
+    "step",
+    "t",
+    "t_frac",
+    "m",
+    "resolution",
+    "energy_guidance",
+    "energy_cond",
+    "energy_uncond",
+]
+"""The contract of ``results/guidance/{model}/{prompt_id}.parquet`` (docs/DESIGN.md); the
+extra column ``alpha_bar`` follows. The one definition of the dump columns."""
+
 PROMPT_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 """Every prompt id matches this (a Snakemake wildcard constraint)."""
 
@@ -220,35 +238,29 @@ def measure_guidance_denoiser(
     cond = den.encode([prompt] * int(num_samples))
     uncond = den.null_condition(int(num_samples))
     frames, results = [], []
+    rec: dict[str, list] = {}
+
+    def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):
+        g = eps_c - eps_u
+        rec["e"].append(torch.stack([band_energies(g, kernel), band_energies(eps_c, kernel), band_energies(eps_u, kernel)]))
+        rec["t_frac"].append(float(t_frac))
+        rec["alpha_bar"].append(float(alpha_bar))
+        if keep_tensors:
+            for key, v in (("x_t", x_t), ("eps_uncond", eps_u), ("eps_cond", eps_c)):
+                rec[key].append(v.to(torch.float16).clone())
+
     for seed in seeds:
+        for key in ("e", "t_frac", "alpha_bar", "x_t", "eps_uncond", "eps_cond"):
+            rec[key] = []
         x_T = initial_noise(den, int(num_samples), int(seed), den.device)
-        energies: list[torch.Tensor] = []
-        fracs: list[float] = []
-        abars: list[float] = []
-        xs: list[torch.Tensor] = []
-        us: list[torch.Tensor] = []
-        cs: list[torch.Tensor] = []
-
-        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):  # noqa: ANN001, ANN202
-            g = eps_c - eps_u
-            energies.append(
-                torch.stack([band_energies(g, kernel), band_energies(eps_c, kernel), band_energies(eps_u, kernel)])
-            )
-            fracs.append(float(t_frac))
-            abars.append(float(alpha_bar))
-            if keep_tensors:
-                xs.append(x_t.to(torch.float16).clone())
-                us.append(eps_u.to(torch.float16).clone())
-                cs.append(eps_c.to(torch.float16).clone())
-
         sample_cfg(
             den, [cond], uncond, guidance_scale=float(guidance_scale),
             num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
         )
-        frac = np.asarray(fracs)
-        tensors = {}
-        if keep_tensors:
-            tensors = {"x_t": torch.stack(xs).cpu(), "eps_uncond": torch.stack(us).cpu(), "eps_cond": torch.stack(cs).cpu()}
+        frac = np.asarray(rec["t_frac"])
+        abars = rec["alpha_bar"]
+        energies = rec["e"]
+        tensors = {k: torch.stack(rec[k]).cpu() for k in ("x_t", "eps_uncond", "eps_cond")} if keep_tensors else {}
         t_native = np.asarray(den.schedule.native_t(frac), dtype=np.float64)
         res = ProbeResult(
             t_native,
@@ -334,20 +346,8 @@ UNDEFINED_RATIO = 1e-12
 """r̃(t) is undefined (NaN) where ‖g‖² ≤ this × ‖ε_cond‖²: g is then rounding noise
 (e.g. the oracle after its concept posterior has collapsed, where exactly g = 0)."""
 
-_DUMP_COLUMNS = [
-    "prompt_id",
-    "prompt",
-    "seed",
-    "sample",
-    "step",
-    "t_frac",
-    "m",
-    "resolution",
-    "energy_guidance",
-    "energy_cond",
-    "energy_uncond",
-    "alpha_bar",
-]
+_DUMP_COLUMNS = [c for c in GUIDANCE_COLUMNS if c not in ("model", "t")] + ["alpha_bar"]
+"""What aggregation reads of a dump."""
 
 
 def _read_dump(path: str | os.PathLike) -> pd.DataFrame:

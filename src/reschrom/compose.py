@@ -314,7 +314,7 @@ class PromptComposer:
 
     # -- hooks -----------------------------------------------------------------------
 
-    def _pre_hook(self, module, args, kwargs):  # noqa: ANN001, ANN202
+    def _pre_hook(self, module, args, kwargs):
         a = self.adapter
         if not a.is_guidance_call(args, kwargs):  # SD3 skip-layer guidance: leave it alone
             self._plan = None
@@ -356,7 +356,7 @@ class PromptComposer:
             args, kwargs = a.with_arg(args, kwargs, a.pooled_arg, swap(pooled, self.pooled))
         return tuple(args), kwargs
 
-    def _post_hook(self, module, args, kwargs, output):  # noqa: ANN001, ANN202
+    def _post_hook(self, module, args, kwargs, output):
         plan, self._plan = self._plan, None
         if plan is None:
             return output

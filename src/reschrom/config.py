@@ -18,10 +18,10 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message is one line naming the key."""
 
 
-def _extend_with_default(validator_class):  # noqa: ANN001, ANN202
+def _extend_with_default(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 
-    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001, ANN202
+    def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if isinstance(sub, dict) and "default" in sub:
@@ -40,7 +40,7 @@ def _copy(v: Any) -> Any:
 _Validator = _extend_with_default(jsonschema.Draft202012Validator)
 
 
-def _key(path) -> str:  # noqa: ANN001
+def _key(path) -> str:
     parts = [str(p) for p in path]
     return ".".join(parts) if parts else "<top level>"
 

@@ -66,7 +66,7 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
         raise CorruptFileError(f"corrupt Parquet file {p}: {e}") from None
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:  # noqa: ANN001
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
 
@@ -95,5 +95,5 @@ def check_model_folder(folder: str | os.PathLike, subfolders: tuple[str, ...] = 
             with safe_open(str(f), framework="pt") as fh:
                 for key in fh.keys():
                     fh.get_slice(key)
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        except Exception as e:
             raise CorruptFileError(f"corrupt weights file {f}: {str(e).splitlines()[0]}") from None

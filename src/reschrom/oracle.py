@@ -42,6 +42,8 @@ from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
+from reschrom.levels import x0_from_eps
+
 # --------------------------------------------------------------------------------------
 # concepts
 # --------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ class OracleDenoiser(ModelMixin, ConfigMixin):
         R = x_t.shape[-1]
         a4 = a4.to(x_t.device)
         eps = torch.fft.irfft2((p * Rk / v).sum(1), s=(R, R), norm="ortho") * (1 - a4).sqrt()
-        x0 = (x_t.to(torch.float64) - (1 - a4).sqrt() * eps) / a4.sqrt()
+        x0 = x0_from_eps(x_t.to(torch.float64), eps, a4.reshape(-1))  # eq. 7
         return eps, x0
 
     def forward(

@@ -76,7 +76,7 @@ def load_pipeline(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = "auto",
     **kwargs: Any,
-):  # noqa: ANN201
+):
     """Load any diffusers pipeline with ``DiffusionPipeline.from_pretrained`` and move it.
 
     ``name_or_path`` is a local folder written by ``save_pretrained`` (the toy model, the tiny

@@ -16,11 +16,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from reschrom.io import read_parquet, save_figure  # noqa: E402
+from reschrom.io import read_parquet, save_figure
 
 LAYOUT = "constrained"
 """The layout engine of every figure: keeps labels, titles and colorbars apart."""
@@ -47,7 +47,7 @@ def _pivot_r(df: pd.DataFrame, value: str = "r") -> tuple[np.ndarray, np.ndarray
     return piv.to_numpy(), np.asarray(piv.columns), np.asarray(piv.index)
 
 
-def chromatography_heatmap(ax, df: pd.DataFrame, value: str = "r", title: str = "", vmax=None):  # noqa: ANN001, ANN201
+def chromatography_heatmap(ax, df: pd.DataFrame, value: str = "r", title: str = "", vmax=None):
     """Heatmap of r_m(t): rows coarsest … R×R (labelled from the ``resolution`` column, e.g.
     1×1 … 64×64 or 7×7 … 28×28), time T → 0 from left to right (paper Fig. 4)."""
     mat, t, res = _pivot_r(df, value)

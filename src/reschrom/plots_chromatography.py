@@ -9,15 +9,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from reschrom.chromatography import _read_dump, prompt_chromatography  # noqa: E402
-from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.plots import LAYOUT, chromatography_heatmap, wrap  # noqa: E402
+from reschrom.chromatography import _read_dump, prompt_chromatography
+from reschrom.io import read_parquet, save_figure
+from reschrom.plots import LAYOUT, chromatography_heatmap, wrap
 
 
-def _norm_strip(ax, chrom, title: str = "") -> None:  # noqa: ANN001
+def _norm_strip(ax, chrom, title: str = "") -> None:
     """Relative norms ‖ε_uncond‖, ‖ε_cond‖, ‖g‖ over time, each divided by its maximum."""
     per_t = chrom.groupby("t_frac")[["norm_uncond", "norm_cond", "norm_guidance"]].first().sort_index(ascending=False)
     mat = per_t.to_numpy().T

@@ -12,13 +12,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.pairs import eta_label  # noqa: E402
-from reschrom.plots import LAYOUT, chromatography_heatmap, level_label, wrap  # noqa: E402
+from reschrom.io import read_parquet, save_figure
+from reschrom.pairs import eta_label
+from reschrom.plots import LAYOUT, chromatography_heatmap, level_label, wrap
 
 
 def load_png(path: str | os.PathLike) -> np.ndarray:

@@ -10,11 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.plots import LAYOUT, wrap  # noqa: E402
+from reschrom.io import read_parquet, save_figure
+from reschrom.plots import LAYOUT, wrap
 
 FLOW_MODEL_FILE, FLOW_CLASS_NAME = "reschrom_model.json", "FlowTextToImage"
 """``reschrom.flow.MODEL_FILE`` / ``CLASS_NAME`` (read here without importing torch)."""

@@ -15,11 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from reschrom.io import read_parquet, save_figure  # noqa: E402
-from reschrom.plots import LAYOUT  # noqa: E402
+from reschrom.io import read_parquet, save_figure
+from reschrom.plots import LAYOUT
 
 ROW_LABELS = {
     "nearest": "low-res samples\n(nearest ×2)",
@@ -120,8 +120,12 @@ def plot_upscale_spectra(
     axes[1].axhline(1.0, color="k", ls=":", lw=1)
     axes[1].set(xscale="log", yscale="log", xlabel="frequency k (cycles / image)", ylabel="RAPSD / RAPSD(data)")
     axes[1].set_title("ratio to the data (1 = matches)", fontsize=10)
+    kmax = int(df["k"].max()) if len(df) else 1
+    kticks = [2**i for i in range(int(np.log2(max(kmax, 1))) + 1)]  # 1, 2, 4, … cycles / image
     for ax in axes:
         ax.grid(True, which="both", alpha=0.25)
+        ax.set_xticks(kticks, [str(k) for k in kticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels (3×10⁰ …) collide
     fig.legend(
         title="variant (log-spectral distance)", loc="outside right upper", fontsize=7, title_fontsize=7
     )

@@ -35,26 +35,12 @@ import torch
 
 from reschrom import pyramid, theory
 from reschrom.adapters import PipelineAdapter
+from reschrom.chromatography import GUIDANCE_COLUMNS
+
+__all__ = ["ENERGY_KINDS", "GUIDANCE_COLUMNS", "GuidanceProbe", "ProbeResult", "guidance_frame", "save_tensors"]
 
 ENERGY_KINDS = ("guidance", "cond", "uncond")
 """Order of the energy axis: g, ε_cond, ε_uncond."""
-
-GUIDANCE_COLUMNS = [
-    "model",
-    "prompt_id",
-    "prompt",
-    "seed",
-    "sample",
-    "step",
-    "t",
-    "t_frac",
-    "m",
-    "resolution",
-    "energy_guidance",
-    "energy_cond",
-    "energy_uncond",
-]
-"""The contract of ``results/guidance/{model}/{prompt_id}.parquet`` (docs/DESIGN.md)."""
 
 
 @dataclass

@@ -16,8 +16,6 @@ a power of n ends at 1×1). U^m D^m stays an orthogonal projection, so the ident
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -117,11 +115,11 @@ def level_x0(
     x^(m) = λ^(m) D^m x_t is a sample at time τ_m whose unit-variance noise is n^m D^m ε, so
     x̂0^(m) = (x^(m) - √(1-ᾱ_{τ_m}) n^m D^m ε) / √ᾱ_{τ_m}. (It equals D^m of the full x̂0.)
     """
-    lam = float(theory.intensity_factor(alpha_bar_t, m, kernel))
+    from reschrom import levels  # levels builds on this module: imported here, not at the top
+
     a_tau = float(theory.alpha_bar_tau(alpha_bar_t, m, kernel))
-    x_m = lam * downsample(x_t, m, kernel)
-    e_m = kernel**m * downsample(eps, m, kernel)
-    return (x_m - math.sqrt(1.0 - a_tau) * e_m) / math.sqrt(a_tau)
+    x_m = levels.level_input(x_t, float(alpha_bar_t), m, kernel)
+    return levels.x0_from_eps(x_m, levels.level_noise(eps, m, kernel), a_tau)
 
 
 def multires_static_threshold(

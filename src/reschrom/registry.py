@@ -68,7 +68,7 @@ def model_entry(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     if name in models:
         return models[name]
     if name.startswith("level_"):
-        for n, e in models.items():
+        for e in models.values():
             if e.get("kind") == "trained" and e.get("task") == "level":
                 return e
     raise RegistryError(_unknown(name, models, "models"))

@@ -287,7 +287,7 @@ def _restore(d: Path, bundle: _Bundle, ema: list[torch.Tensor], opt: torch.optim
         rng = torch.load(d / "rng.pt", weights_only=True, map_location="cpu")
         log = pd.read_parquet(d / "log.parquet").to_dict("records")
         step = int(json.loads((d / "state.json").read_text())["step"])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise RuntimeError(f"corrupt checkpoint {d}: {str(e).splitlines()[0]}; delete it to restart") from None
     with torch.no_grad():
         for (n, p), e in zip(bundle.named, ema):

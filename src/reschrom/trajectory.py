@@ -85,7 +85,7 @@ def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[
     # to scheduler.step only if its signature names it (prepare_extra_step_kwargs); without
     # it the scheduler's noise would come from the global RNG and runs would not reproduce.
     @functools.wraps(original)
-    def step(model_output, timestep, sample, *args, **kwargs):  # noqa: ANN001, ANN202
+    def step(model_output, timestep, sample, *args, **kwargs):
         t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
         x0 = adapter.x0(sample, model_output, t).float()
         if on_step is not None:
@@ -160,7 +160,7 @@ def x0_spectra(
         batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
         state: dict[str, Any] = {"prev": None, "spec": [], "i": 0}
 
-        def on_step(t, x_t, x0, state=state):  # noqa: ANN001, ANN202
+        def on_step(t, x_t, x0, state=state):
             if state["prev"] is not None:
                 state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
             state["prev"] = x0
@@ -278,7 +278,7 @@ def x0_spectra_denoiser(
         batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
         state: dict[str, Any] = {"prev": None, "spec": [], "x": [], "x0": [], "t": []}
 
-        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g, state=state, keep=(b == 0)):  # noqa: ANN001, ANN202
+        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g, state=state, keep=(b == 0)):
             x0 = posterior_mean(x_t.float(), eps_g.float(), float(alpha_bar))
             if state["prev"] is not None:
                 state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
