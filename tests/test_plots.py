@@ -23,19 +23,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+from PIL import Image
 
-from reschrom import plots, plots_chromatography, plots_compose, plots_training, plots_upscale  # noqa: E402
-from reschrom.chromatography import aggregate_chromatography, prompt_id  # noqa: E402
-from reschrom.io import write_parquet  # noqa: E402
-from reschrom.pairs import eta_label, pair_id  # noqa: E402
-from reschrom.schedules import DEFAULT_SCHEDULES, build_schedule  # noqa: E402
-from reschrom.theory import level_resolutions, theory_table  # noqa: E402
+from reschrom import plots, plots_chromatography, plots_compose, plots_training, plots_upscale
+from reschrom.chromatography import aggregate_chromatography, prompt_id
+from reschrom.io import write_parquet
+from reschrom.pairs import eta_label, pair_id
+from reschrom.schedules import DEFAULT_SCHEDULES, build_schedule
+from reschrom.theory import level_resolutions, theory_table
 
 REPO = Path(__file__).resolve().parents[1]
 DPIS = [40, 110]  # configs/smoke.yaml and config.yaml: figures.dpi
@@ -57,12 +57,12 @@ PLOT_MODULES = [plots, plots_chromatography, plots_compose, plots_training, plot
 # ---- the check ------------------------------------------------------------------------------
 
 
-def _drawn_texts(fig, dpi: int) -> list[tuple[Text, object]]:  # noqa: ANN001
+def _drawn_texts(fig, dpi: int) -> list[tuple[Text, object]]:
     """(text, window extent) of every non-empty text drawn when ``fig`` renders at ``dpi``."""
     drawn: list[tuple[Text, object]] = []
     orig = Text.draw
 
-    def draw(self, renderer):  # noqa: ANN001, ANN202
+    def draw(self, renderer):
         orig(self, renderer)
         if self.get_visible() and self.get_text().strip():
             drawn.append((self, self.get_window_extent(renderer)))
@@ -76,14 +76,14 @@ def _drawn_texts(fig, dpi: int) -> list[tuple[Text, object]]:  # noqa: ANN001
     return drawn
 
 
-def _intersect(a, b, tol: float = 0.5) -> bool:  # noqa: ANN001
+def _intersect(a, b, tol: float = 0.5) -> bool:
     """Boxes share an area wider and taller than ``tol`` pixels (touching edges do not count)."""
     w = min(a.x1, b.x1) - max(a.x0, b.x0)
     h = min(a.y1, b.y1) - max(a.y0, b.y0)
     return w > tol and h > tol
 
 
-def collisions(fig, dpi: int) -> list[str]:  # noqa: ANN001
+def collisions(fig, dpi: int) -> list[str]:
     """Pairs of drawn texts whose boxes overlap, and texts that lie on another axes' plot area."""
     drawn = _drawn_texts(fig, dpi)
     problems = [
@@ -107,7 +107,7 @@ def figures(monkeypatch):
     """Each figure a plot function saves (the real file is written too), with its dpi."""
     saved: list[tuple[object, int, Path]] = []
 
-    def capture(fig, path, dpi=120):  # noqa: ANN001, ANN202
+    def capture(fig, path, dpi=120):
         saved.append((fig, dpi, Path(path)))
         fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
 
@@ -118,7 +118,7 @@ def figures(monkeypatch):
         plt.close(fig)
 
 
-def _check(figures, dpi: int, n: int = 1) -> None:  # noqa: ANN001
+def _check(figures, dpi: int, n: int = 1) -> None:
     assert len(figures) == n
     for fig, saved_dpi, path in figures:
         assert saved_dpi == dpi
@@ -160,7 +160,7 @@ def _png(path: Path, seed: int, size: int = 16) -> None:
     Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
 
 
-def _compose(tmp_path: Path, etas: list[float], pairs=PAIRS) -> tuple[Path, Path]:  # noqa: ANN001
+def _compose(tmp_path: Path, etas: list[float], pairs=PAIRS) -> tuple[Path, Path]:
     """results/compose/{model}/: per-pair η images and the metrics table."""
     rows = []
     res = level_resolutions(16)

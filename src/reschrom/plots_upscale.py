@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from reschrom.io import read_parquet, save_figure
 from reschrom.plots import LAYOUT
