@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # PyPI on a GPU machine. Override e.g. TORCH_SPEC="torch==2.13.0 --index-url <your index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint report clean venv rulegraph
+.PHONY: run test test-fast lint report clean venv rulegraph
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ rulegraph: results/rulegraph.svg
 	mkdir -p docs
 	cp results/rulegraph.svg docs/rulegraph.svg
 
+# test: everything, the workflow tests included (they share one smoke run of the whole workflow);
+# test-fast: the unit tests only (no Snakemake run), for the edit-test loop
 test: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+
+test-fast: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not workflow" tests
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

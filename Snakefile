@@ -6,6 +6,9 @@
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/theory.smk"
 include: "rules/data.smk"
@@ -14,9 +17,12 @@ include: "rules/chromatography.smk"
 include: "rules/compose.smk"
 include: "rules/spectra.smk"
 include: "rules/upscale.smk"
+include: "rules/design.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs(),
+        get_report_tables(),

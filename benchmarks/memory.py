@@ -27,7 +27,8 @@ if args["task"] == "dumps":
     torch.set_num_threads(1)
     from reschrom.chromatography import write_guidance_dump
     for i, (prompt, out) in enumerate(zip(args["prompts"], args["outs"])):
-        write_guidance_dump(args["spec"], prompt, out, model="oracle", device="cpu")
+        write_guidance_dump({"name": "oracle", "kind": "oracle"}, args["spec"], prompt, out, model="oracle",
+                            device="cpu")
 else:
     from reschrom.chromatography import aggregate_chromatography
     df = aggregate_chromatography(args["dumps"])
@@ -51,7 +52,6 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2)
     args = ap.parse_args()
     spec = {
-        "kind": "oracle",
         "resolution": args.resolution,
         "guidance_scale": 5.0,
         "num_inference_steps": args.steps,

@@ -227,7 +227,14 @@ def get_training_outputs():
 
 # ---- chromatography (rules/chromatography.smk) --------------------------------
 
-from reschrom.chromatography import PROMPT_ID_PATTERN, PromptFileError, prompt_ids, read_prompts
+import functools
+
+from reschrom.chromatography import (
+    PROMPT_ID_PATTERN,
+    PromptFileError,
+    assign_shards,
+    read_prompt_suite,
+)
 
 
 def get_chromatography_measured():
@@ -238,7 +245,23 @@ def get_chromatography_measured():
 def get_chromatography_run_spec(model):
     """The stage settings without the prompt list: a dump depends on its own prompt only, so
     adding a prompt leaves the other dumps' params (and hence their jobs) unchanged."""
-    return get_stage_settings("chromatography", model, drop=("prompts",))
+    return get_stage_settings("chromatography", model, drop=("prompts", "shard_size", "batch_prompts"))
+
+
+def get_chromatography_sharding(model):
+    """shard_size and batch_prompts of `model`: the stage's, or chromatography.overrides.<model>."""
+    sec = config["chromatography"]
+    over = sec["overrides"].get(model) or {}
+    return {k: int(over.get(k, sec[k])) for k in ("shard_size", "batch_prompts")}
+
+
+def get_chromatography_shard_spec(model):
+    """What a shard job of `model` measures with: the run spec and batch_prompts (prompts per
+    pipeline call; a prompt's dump does not depend on it beyond rounding)."""
+    return {
+        **get_chromatography_run_spec(model),
+        "batch_prompts": get_chromatography_sharding(model)["batch_prompts"],
+    }
 
 
 def get_chromatography_model_pattern():
@@ -246,20 +269,58 @@ def get_chromatography_model_pattern():
     return get_model_pattern(get_chromatography_measured())
 
 
-def get_chromatography_prompts(model):
-    """{prompt_id: prompt} of `model`: chromatography.prompts or its override (list or file)."""
+@functools.cache
+def get_chromatography_suite(model):
+    """The prompts of `model` (chromatography.prompts or its override: a list or a file) as a
+    table prompt_id, prompt, category; a bad prompts file stops here, naming the key."""
     prompts = get_stage_settings("chromatography", model)["prompts"]
     try:
-        return prompt_ids(read_prompts(prompts, base=workflow.basedir))
+        return read_prompt_suite(prompts, base=workflow.basedir)
     except PromptFileError as err:
-        key = "chromatography.overrides." + model if "prompts" in (config["chromatography"]["overrides"].get(model) or {}) else "chromatography"
+        over = config["chromatography"]["overrides"].get(model) or {}
+        key = f"chromatography.overrides.{model}" if "prompts" in over else "chromatography"
         sys.stderr.write(f"reschrom: config key '{key}.prompts': {err}\n")
         sys.exit(1)
 
 
+def get_chromatography_prompts(model):
+    """{prompt_id: prompt} of `model` (ids are slugs plus a hash: no raw text in any path)."""
+    suite = get_chromatography_suite(model)
+    return dict(zip(suite["prompt_id"], suite["prompt"]))
+
+
+def get_chromatography_categories(model):
+    """{prompt_id: category} of `model` ("all" where its prompts have none)."""
+    suite = get_chromatography_suite(model)
+    return dict(zip(suite["prompt_id"], suite["category"]))
+
+
 def get_chromatography_prompt(model, prompt_id):
-    """The prompt text of `prompt_id` (ids are slugs plus a hash: no raw text in any path)."""
+    """The prompt text of `prompt_id`."""
     return get_chromatography_prompts(model)[prompt_id]
+
+
+def get_chromatography_shards():
+    """[(job name, model, shard, {prompt_id: prompt})] of every measured model: its prompts in
+    shards of at most chromatography.shard_size (reschrom.chromatography.assign_shards: a
+    stable hash trie, so adding a prompt changes one shard's prompts only). Each shard is a rule
+    of its own, guidance_dump_<model>_<shard> (Snakemake outputs cannot come from a function),
+    whose outputs are the per-prompt dumps of its prompts."""
+    out, names = [], set()
+    for model in get_chromatography_measured():
+        prompts = get_chromatography_prompts(model)
+        size = get_chromatography_sharding(model)["shard_size"]
+        for shard, ids in assign_shards(prompts, size).items():
+            name = _re.sub(r"\W", "_", f"guidance_dump_{model}_{shard}")
+            while name in names:  # models a-b and a_b
+                name += "_"
+            names.add(name)
+            out.append((name, model, shard, {i: prompts[i] for i in ids}))
+    return out
+
+
+def get_shard_outputs(model, prompts):
+    return expand("results/guidance/{model}/{prompt_id}.parquet", model=model, prompt_id=list(prompts))
 
 
 def get_chromatography_model_input(wildcards):
@@ -277,13 +338,27 @@ def get_guidance_dumps(wildcards):
     )
 
 
+def get_figure_dumps(wildcards):
+    """The dumps the per-prompt figure shows: at most chromatography.figure_prompts prompts,
+    taken in turn from each category (in file order), so a large suite keeps a legible figure."""
+    suite = get_chromatography_suite(wildcards.model)
+    groups = [list(g["prompt_id"]) for _, g in suite.groupby("category", sort=False)]
+    picked = []
+    for i in range(max(len(g) for g in groups)):
+        picked += [g[i] for g in groups if i < len(g)]
+    picked = picked[: int(config["chromatography"]["figure_prompts"])]
+    return expand("results/guidance/{model}/{prompt_id}.parquet", model=wildcards.model, prompt_id=picked)
+
+
 def get_chromatography_outputs():
     models = get_chromatography_measured()
     outs = (
         expand("results/chromatography/{model}.parquet", model=models)
         + expand("results/chromatography/{model}_agreement.parquet", model=models)
+        + expand("results/chromatography/{model}_categories.parquet", model=models)
         + expand("results/figures/chromatography_{model}.png", model=models)
         + expand("results/figures/chromatography_prompts_{model}.png", model=models)
+        + expand("results/figures/chromatography_categories_{model}.png", model=models)
     )
     if config["chromatography"]["dump_tensors"]:
         for model in models:
@@ -445,4 +520,86 @@ def get_final_outputs():
         + get_compose_outputs()
         + get_spectra_outputs()
         + get_upscale_outputs()
+        + get_design_outputs()
     )
+
+
+# ---- report tables (rules/report.smk) ----------------------------------------
+
+
+def get_report_tables():
+    """The HTML tables of the stages this run has: upscaling metrics, the agreement of each
+    measured model, the composing shares of each composing model."""
+    out = expand("results/tables/agreement_{model}.html", model=get_chromatography_measured())
+    out += expand("results/tables/compose_{model}.html", model=get_stage_models("compose"))
+    if get_upscale_outputs_wanted():
+        out.append(f"results/tables/upscale_{get_upscale_dataset()}.html")
+    return out
+
+
+# ---- design (rules/design.smk) ------------------------------------------------
+
+from reschrom.design import DesignError, check_design_config, design_settings
+
+try:
+    check_design_config(config)
+except DesignError as err:
+    sys.stderr.write(f"reschrom: {err}\n")
+    sys.exit(1)
+
+
+def get_design_pattern():
+    """Wildcard constraint: exactly the design bases (design.schedules)."""
+    return get_model_pattern(config["design"]["schedules"])
+
+
+def get_design_settings(base):
+    """What the design of `base` depends on: its schedule, levels, target, method, steps."""
+    return design_settings(config, base)
+
+
+def get_design_shift_specs():
+    """{name: schedule spec} of the resolution-shift bases (design.shift.schedules)."""
+    from reschrom.design import base_spec
+
+    names = config["design"]["shift"]["schedules"]
+    return {n: base_spec(config, n, "design.shift.schedules") for n in names}
+
+
+def get_design_nfe_pattern():
+    return get_model_pattern(config["design"]["nfe"]["run"])
+
+
+def get_design_nfe_settings():
+    return dict(config["design"]["nfe"])
+
+
+def get_design_nfe_inputs(wildcards):
+    """The trained model and its held-out data (the level it generates; captions of a t2i model)."""
+    ds = config["data"]["name"]
+    e = registry.model_entry(config, wildcards.model)
+    lvl = int(e.get("level", 0)) if e.get("task") == "t2i" else 1
+    out = {
+        "model": registry.trained_folder(config, wildcards.model),
+        "data": f"results/data/{ds}/test/level_{lvl}.safetensors",
+    }
+    if e.get("task") == "t2i":
+        out["captions"] = f"results/data/{ds}/test/captions.parquet"
+    return out
+
+
+def get_design_outputs():
+    sec = config["design"]
+    bases = sec["schedules"]
+    out = (
+        expand("results/design/{base}.parquet", base=bases)
+        + expand("results/design/{base}_shares.parquet", base=bases)
+        + expand("results/design/{base}_scheduler.json", base=bases)
+        + expand("results/figures/design_{base}.png", base=bases)
+    )
+    if sec["shift"]["schedules"]:
+        out += ["results/design/shift.parquet", "results/figures/design_shift.png"]
+    models = sec["nfe"]["run"]
+    out += expand("results/design/nfe/{model}.parquet", model=models)
+    out += expand("results/figures/design_nfe_{model}.png", model=models)
+    return out

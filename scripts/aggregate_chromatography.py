@@ -10,4 +10,8 @@ write_chromatography(
     snakemake.output[1],
     model=snakemake.wildcards.model,
     kernel=snakemake.params.kernel,
+    categories_out=snakemake.output[2],
+    categories=snakemake.params.categories,
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
 )

@@ -186,11 +186,12 @@ def test_jensen_shannon_properties(p, seed):
 
 
 def test_oracle_dump_and_aggregate_end_to_end(tmp_path):
-    spec = dict(kind="oracle", resolution=8, guidance_scale=4.0, num_inference_steps=6, num_samples=2, seeds=[0, 1])
+    spec = dict(name="oracle", kind="oracle")
+    settings = dict(resolution=8, guidance_scale=4.0, num_inference_steps=6, num_samples=2, seeds=[0, 1])
     paths = []
     for prompt in ["a disc", "clouds"]:
         p = tmp_path / f"{prompt_id(prompt)}.parquet"
-        write_guidance_dump(spec, prompt, p, model="oracle", device="cpu", threads=1)
+        write_guidance_dump(spec, settings, prompt, p, model="oracle", device="cpu", threads=1)
         paths.append(p)
     d = read_parquet(paths[0])
     assert list(d.columns[: len(GUIDANCE_COLUMNS)]) == GUIDANCE_COLUMNS

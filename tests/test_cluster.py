@@ -112,7 +112,8 @@ def test_smoke_on_fake_slurm_requests_gpus_only_for_gpu_rules(tmp_path, monkeypa
             else:
                 assert "--gpus" not in cmd and "--gres" not in cmd, cmd
                 assert _opt(argv, "-p") == "cpu", cmd
-                assert (_opt(argv, "--mem"), _opt(argv, "-t")) == ("1000", "10"), cmd
+                cpu = smoke["resources"]["default"]
+                assert (_opt(argv, "--mem"), _opt(argv, "-t")) == (str(cpu["mem_mb"]), str(cpu["runtime"])), cmd
 
     # inside the allocation the jobstep plugin runs each job with srun; GPU steps ask for the GPU too
     srun = fake_slurm.calls(state, "srun")

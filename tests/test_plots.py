@@ -321,6 +321,7 @@ def test_the_check_finds_overlaps():
 MODEL_FREE_SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("plot_*.py")) + [
     "theory_table.py",
     "aggregate_chromatography.py",
+    "report_table.py",
 ]
 
 
@@ -346,7 +347,8 @@ def test_model_free_scripts_import_no_torch():
             "import sys",
             *lines,
             "import reschrom.plots, reschrom.plots_chromatography, reschrom.plots_compose",
-            "import reschrom.plots_upscale, reschrom.plots_training, reschrom.theory, reschrom.chromatography",
+            "import reschrom.plots_upscale, reschrom.plots_training, reschrom.plots_tables",
+            "import reschrom.theory, reschrom.chromatography",
             "from reschrom.schedules import build_schedule",
             "build_schedule('s', {'type': 'ddpm', 'beta_schedule': 'scaled_linear', 'beta_start': 0.00085,"
             " 'beta_end': 0.012, 'rescale_betas_zero_snr': True})",
@@ -357,3 +359,41 @@ def test_model_free_scripts_import_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ---- the report's tables ------------------------------------------------------------------------
+
+
+def test_report_tables(tmp_path):
+    from reschrom.plots_tables import write_report_table
+
+    variants = ["full", "no_time_adjustment", "nearest"]
+    up = pd.DataFrame({"variant": variants, "n_samples": 8, "lsd_db": [1.5, 2.5, 0.5], "residual_noise": 0.1,
+                       "diversity": 1.0, "diversity_coarse": 0.9, "clip_fraction": 0.01, "energy_ratio_m0": 1.1,
+                       "energy_ratio_m1": 0.9, "pixel_mean": 0.0, "pixel_std": 0.5, "data_pixel_mean": 0.0,
+                       "data_pixel_std": 0.5, "n_data": 16})  # fmt: skip
+    write_parquet(up, tmp_path / "up.parquet")
+    write_report_table("upscale", tmp_path / "up.parquet", tmp_path / "up.html", "shapes")
+    text = (tmp_path / "up.html").read_text()
+    assert text.count("<tr") == len(variants) + 1 and "Upscaling metrics — shapes" in text
+    assert '<tr class="best"><td>nearest</td>' in text  # the smallest LSD in bold
+    assert ">E ratio m=1</th>" in text and "16 held-out images" in text
+
+    res = level_resolutions(16)
+    ag = pd.DataFrame({"model": "toy", "m": range(len(res)), "resolution": res, "peak_t_measured": 0.5,
+                       "peak_t_theory": np.linspace(0, 0.9, len(res)), "peak_t_diff": 0.1,
+                       "spearman_peak_order": np.nan, "jsd_mean": 0.2, "jsd_max": 0.4, "n_t": 10})  # fmt: skip
+    write_parquet(ag, tmp_path / "ag.parquet")
+    write_report_table("agreement", tmp_path / "ag.parquet", tmp_path / "ag.html", "toy")
+    text = (tmp_path / "ag.html").read_text()
+    assert text.count("<tr") == len(res) + 1 and text.index("<td>1×1</td>") < text.index("<td>16×16</td>")
+    assert "undefined (a constant peak order)" in text
+
+    metrics, _ = _compose(tmp_path, [1.0, 0.5, 0.0])
+    write_report_table("compose", metrics, tmp_path / "co.html", "toy")
+    text = (tmp_path / "co.html").read_text()
+    assert text.count("<table>") == 2  # the mean over pairs, then per pair
+    assert "<td>0</td>" not in text  # η = 0 (the structure image itself) is left out
+    assert f"{len(PAIRS)} pair(s)" in text
+    with pytest.raises(ValueError, match="table kind 'nope' is unknown"):
+        write_report_table("nope", metrics, tmp_path / "x.html")

@@ -1,5 +1,6 @@
-"""The artifact report: ``snakemake --report`` for the smoke theory targets, checked as data and in a
-headless Chromium.
+"""The artifact report: ``snakemake --report`` for the smoke theory targets and the three key tables
+(the oracle's agreement and composing shares, the analytic upscaling metrics: no training needed),
+checked as data and in a headless Chromium.
 
 Snakemake 9 writes a single-page React app; every result sits in a ``var results = {...}`` JSON
 blob with its caption, labels and the file itself as a base64 ``data_uri``, and the app shows a
@@ -32,7 +33,20 @@ FIGURES = [
     "results/figures/chromatography_theory_linear.png",
     "results/figures/chromatography_atlas.png",
 ]
-TARGETS = ["results/theory/linear.parquet", *FIGURES]
+TABLES = [
+    "results/tables/agreement_oracle.html",
+    "results/tables/compose_oracle.html",
+    "results/tables/upscale_analytic.html",
+]
+TARGETS = ["results/theory/linear.parquet", *FIGURES, *TABLES]
+# the stages the tables need, with models that need no training
+RUN = {
+    "theory": {"schedules": SCHEDULES},
+    "chromatography": {"measure": ["oracle"]},
+    "compose": {"run": ["oracle"]},
+    "spectra": {"run": []},
+    "upscale": {"source": "analytic"},
+}
 # what a caption must cite: a paper figure, equation, theorem or section
 PAPER_REF = re.compile(r"Fig\.|Figure|eq\.|Theorem|§")
 
@@ -103,6 +117,22 @@ SHOW_FIGURE = """<script>
 })();
 </script>"""
 
+# last in <body> of the landing page: wait for the app to render it, then log its inline tables
+SHOW_LANDING = """<script>
+(function go() {
+  if (typeof app === "undefined" || !app) { setTimeout(go, 20); return; }
+  (function check(n) {
+    const tables = document.querySelectorAll(".reschrom-table table");
+    if (tables.length === 0 && n < 200) { setTimeout(() => check(n + 1), 50); return; }
+    const shown = Array.from(tables).filter((t) => t.getBoundingClientRect().width > 0).length;
+    console.log("RESCHROM_LANDING " + JSON.stringify({
+      tables: tables.length, shown: shown,
+      did: document.body.innerText.includes("What this run did"),
+    }));
+  })(0);
+})();
+</script>"""
+
 _CONSOLE = re.compile(r':CONSOLE[:(]\d+\)?\] "(.*)", source: ')
 
 
@@ -110,10 +140,12 @@ _CONSOLE = re.compile(r':CONSOLE[:(]\d+\)?\] "(.*)", source: ')
 def report(tmp_path_factory):
     """(workdir, report path, the report's results JSON) after running the smoke theory targets."""
     wd = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
-    (wd / "one.yaml").write_text(yaml.safe_dump({"theory": {"schedules": SCHEDULES}}))
+    (wd / "one.yaml").write_text(yaml.safe_dump(RUN))
     cfg = ["--configfile", "configs/smoke.yaml", "one.yaml"]
     snakemake(wd, *TARGETS, "--cores", "2", *cfg)
-    snakemake(wd, *TARGETS, *cfg, "--report", "results/report.html")
+    proc = snakemake(wd, *TARGETS, *cfg, "--report", "results/report.html")
+    # docutils reports rst problems of the landing page and captions on stderr, and goes on
+    assert not re.search(r"\((WARNING|ERROR|SEVERE)/\d\)", proc.stdout + proc.stderr), proc.stderr[-3000:]
     html = (wd / "results/report.html").read_text()
     return wd, wd / "results/report.html", _js_object(html, "results"), _js_object(html, "categories")
 
@@ -145,12 +177,29 @@ def _assert_not_blank(rgb: np.ndarray, what: str) -> None:
     assert rgb.std() > 10 and (rgb.max() - rgb.min()) > 100, f"{what} looks blank (std {rgb.std():.1f})"
 
 
+def _js_string(html: str, name: str) -> str:
+    m = re.search(r"\b" + name + r' = ("(?:[^"\\]|\\.)*");', html, re.S)
+    assert m, f"no `{name} = \"...\"` in the report"
+    return json.loads(m.group(1))
+
+
+def _smoke_config() -> dict:
+    from workflow_utils import REPO
+
+    cfg = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
+    for key, value in RUN.items():
+        cfg.setdefault(key, {}).update(value)
+    return cfg
+
+
 def test_report_embeds_every_figure_with_caption_category_labels(report):
     wd, _, results, categories = report
-    assert set(results) == set(FIGURES)
+    assert set(results) == set(FIGURES) | set(TABLES)
     in_categories = {p for sub in categories.values() for paths in sub.values() for p in paths}
-    assert in_categories == set(FIGURES)
+    assert in_categories == set(FIGURES) | set(TABLES)
     for path, entry in results.items():
+        if path not in FIGURES:
+            continue
         assert entry["mime_type"] == "image/png", path
         header, _, b64 = entry["data_uri"].partition(";base64,")
         assert header.startswith("data:image/png"), path
@@ -161,6 +210,66 @@ def test_report_embeds_every_figure_with_caption_category_labels(report):
         assert "figure" in entry["labels"] and {"schedule", "model", "dataset"} & set(entry["labels"]), path
         category = next(c for c, sub in categories.items() for ps in sub.values() if path in ps)
         assert "§" in category or "Fig." in category, f"{path}: category {category!r} names no paper section"
+
+
+def test_report_has_each_table_as_a_result_with_caption_from_the_config(report):
+    wd, _, results, categories = report
+    cfg = _smoke_config()
+    headers = {
+        "agreement": ["level", "peak t/T measured", "peak t/T theory", "difference"],
+        "compose": ["η", *[f"{r}×{r}" for r in (1, 2, 4, 8)]],
+        "upscale": ["variant", "LSD (dB)", "residual noise", "diversity", "clipped"],
+    }
+    for path in TABLES:
+        entry = results[path]
+        assert entry["mime_type"] == "text/html", path
+        header, _, b64 = entry["data_uri"].partition(";base64,")
+        assert header.startswith("data:text/html") and "charset=utf8" in header, path
+        data = base64.b64decode(b64)
+        assert data == (wd / path).read_bytes(), f"{path}: embedded table differs from the file"
+        text = data.decode()
+        assert text.count("<table>") >= 1 and "<td>" in text, path
+        kind = path.split("/")[-1].split("_")[0]
+        for h in headers[kind]:
+            assert f">{h}</th>" in text, (path, h)
+        assert PAPER_REF.search(entry["caption"]), path
+        assert "figure" in entry["labels"] and {"model", "dataset"} & set(entry["labels"]), path
+        category = next(c for c, sub in categories.items() for ps in sub.values() if path in ps)
+        assert "§" in category, (path, category)
+    # one row per variant, and captions that read the config
+    up = results["results/tables/upscale_analytic.html"]
+    variants = cfg["upscale"].get("variants")
+    if variants:
+        table = base64.b64decode(up["data_uri"].partition(";base64,")[2]).decode()
+        assert table.count("<tr") == len(variants) + 1
+        assert ", ".join(variants) in up["caption"]
+    etas = ", ".join(str(float(e)) for e in cfg["compose"]["etas"])
+    assert "η ∈ {" + etas + "}" in results["results/tables/compose_oracle.html"]["caption"]
+    steps = cfg["chromatography"]["overrides"]["oracle"].get("num_inference_steps", cfg["chromatography"]["num_inference_steps"])
+    assert f"{steps} steps" in results["results/tables/agreement_oracle.html"]["caption"]
+
+
+def test_report_landing_page_says_what_the_run_did_and_shows_the_tables(report):
+    _, html_path, _, _ = report
+    desc = _js_string(html_path.read_text(), "workflow_desc")
+    cfg = _smoke_config()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", desc, flags=re.S)))
+    assert "Resolution chromatography of diffusion models" in text
+    assert "What this run did" in text and "Key tables" in text
+    # what was run, read from the config
+    assert f"{len(SCHEDULES)} noise schedule(s) ({', '.join(SCHEDULES)})" in text
+    n_prompts = len(cfg["chromatography"]["overrides"]["oracle"]["prompts"])
+    assert re.search(r"oracle \(oracle\): " + str(n_prompts) + r" prompt\(s\), \d+ steps", text), text[:3000]
+    assert f"at {cfg['theory']['n_t']} time points" in text
+    assert "the exact Gaussian model (no training)" in text
+    assert f"figures at {cfg['figures']['dpi']} dpi" in text
+    # the three tables inline, in paper order
+    assert desc.count('<div class="reschrom-table">') == len(TABLES)
+    titles = ["Measured vs theoretical chromatography — oracle", "Upscaling metrics — analytic",
+              "Prompt composing: which levels follow the texture prompt — oracle"]  # fmt: skip
+    where = [text.find(t) for t in titles]
+    assert -1 not in where and where == sorted(where), where
+    assert "system-message" not in desc, "the landing page has rst errors"
 
 
 def _chromium(page, shot, tmp_path) -> tuple[list[str], list[str]]:
@@ -187,15 +296,20 @@ def test_report_renders_every_figure_in_chromium(report, tmp_path):
     head = html.index("<head>") + len("<head>")
     hooked = html[:head] + HOOK + html[head:]
 
-    # the landing page
+    # the landing page: what the run did, and the tables inline
     page = tmp_path / "report.html"
-    page.write_text(hooked)
+    body = hooked.rindex("</body>")
+    page.write_text(hooked[:body] + SHOW_LANDING + hooked[body:])
     messages, errors = _chromium(page, tmp_path / "landing.png", tmp_path)
     assert not errors, errors
     _assert_not_blank(np.asarray(Image.open(tmp_path / "landing.png").convert("RGB"), dtype=float), "landing")
+    landing = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("RESCHROM_LANDING ")]
+    assert len(landing) == 1, messages
+    assert landing[0]["did"] and landing[0]["tables"] >= len(TABLES), landing
+    assert landing[0]["shown"] == landing[0]["tables"], landing
 
     # every figure, shown through its eye button
-    for i, path in enumerate(sorted(results)):
+    for i, path in enumerate(sorted(p for p in results if p in FIGURES)):
         body = hooked.rindex("</body>")
         page = tmp_path / f"figure{i}.html"
         page.write_text(hooked[:body] + SHOW_FIGURE % json.dumps(path) + hooked[body:])

@@ -1,10 +1,10 @@
 """Incremental reruns: after a complete run, a config change replans only the jobs it affects.
 
 Each case is (override YAML merged over configs/smoke.yaml, expected planned jobs as
-{rule: count}). Snakemake decides with ``--rerun-triggers mtime params input code``: a changed
-``params`` value reruns the job, and everything downstream of it. To add a case (a model
-hyperparameter, a prompt), extend RERUN_CASES and, if the case needs outputs beyond the theory
-stage, ``targets`` below.
+{rule: count}), planned in the session's smoke run (tests/conftest.py). Snakemake decides with
+``--rerun-triggers mtime params input code``: a changed ``params`` value reruns the job, and
+everything downstream of it. To add a case (a model hyperparameter, a prompt), extend
+RERUN_CASES and, if the case needs outputs beyond the theory stage, ``targets`` below.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import re
 import pytest
 import yaml
 
-from workflow_utils import copy_workflow, plan, planned_rules, snakemake
+from workflow_utils import REPO, SMOKE, plan, planned_rules
 
 pytestmark = pytest.mark.workflow
 
 TRIGGERS = ("--rerun-triggers", "mtime", "params", "input", "code")
-# two schedules keep the run short and still show that the other one is left alone
-SCHEDULES = ["linear", "cosine"]
-BASE = {"theory": {"schedules": SCHEDULES}}
+# the smoke config's schedules: a change to one of them leaves the other alone
+SCHEDULES = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())["theory"]["schedules"]
+N = len(SCHEDULES)
 
 
 def targets() -> list[str]:
@@ -40,7 +40,7 @@ RERUN_CASES = {
     # a figure option: every figure, no table
     "figures.dpi": (
         {"figures": {"dpi": 41}},
-        {"plot_time_adjustment": 2, "plot_chromatography_theory": 2, "plot_chromatography_atlas": 1},
+        {"plot_time_adjustment": N, "plot_chromatography_theory": N, "plot_chromatography_atlas": 1},
     ),
     # one schedule's parameter: that schedule's table, its two figures and the atlas
     "schedules.linear.beta_end": (
@@ -64,36 +64,32 @@ CASE_OUTPUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """A temp copy of the workflow after a complete run of the theory targets."""
-    wd = copy_workflow(tmp_path_factory.mktemp("reruns") / "wf")
-    (wd / "base.yaml").write_text(yaml.safe_dump(BASE))
-    # through the workstation profile (GPU jobs one at a time), as a user would run it
-    proc = snakemake(
-        wd, *targets(), "--profile", "profiles/local", "--cores", "2", "--configfile", "configs/smoke.yaml", "base.yaml"
-    )
-    # the profile's global GPU limit is in force
-    assert re.search(r"Provided resources: .*gpu", proc.stdout + proc.stderr), proc.stderr[-3000:]
-    return wd
+def test_schedules_of_the_cases():
+    assert "linear" in SCHEDULES and N >= 2, "the cases need linear and one other schedule"
 
 
-def _configs(wd, override: dict | None) -> list[str]:
-    files = ["configs/smoke.yaml", "base.yaml"]
+def test_smoke_run_went_through_the_workstation_profile(smoke_run):
+    # profiles/local's global GPU limit is in force
+    assert re.search(r"Provided resources: .*gpu", smoke_run.log), smoke_run.log[-3000:]
+
+
+def test_complete_run_plans_nothing(smoke_run):
+    """Nothing of the whole smoke workflow is planned again (no unstable params, inputs or code)."""
+    assert planned_rules(smoke_run.wd, *SMOKE, *TRIGGERS) == {}
+
+
+def _configs(tmp_path, override: dict | None) -> list[str]:
+    files = list(SMOKE[1:])
     if override is not None:
-        (wd / "override.yaml").write_text(yaml.safe_dump(override))
-        files.append("override.yaml")
+        (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
+        files.append(str(tmp_path / "override.yaml"))
     return ["--configfile", *files]
 
 
-def test_complete_run_plans_nothing(done):
-    assert planned_rules(done, *targets(), *_configs(done, None), *TRIGGERS) == {}
-
-
 @pytest.mark.parametrize("case", sorted(RERUN_CASES))
-def test_change_reruns_only_what_it_affects(done, case):
+def test_change_reruns_only_what_it_affects(smoke_run, tmp_path, case):
     override, expected = RERUN_CASES[case]
-    jobs = plan(done, *targets(), *_configs(done, override), *TRIGGERS)
+    jobs = plan(smoke_run.wd, *targets(), *_configs(tmp_path, override), *TRIGGERS)
     got = {}
     for j in jobs:
         got[j.rule] = got.get(j.rule, 0) + 1

@@ -1,11 +1,12 @@
-"""The whole workflow on configs/smoke.yaml in a temporary copy: contracts, determinism,
-interruption and resumption (issue 8), and bounds (nothing written outside results/)."""
+"""The whole workflow on configs/smoke.yaml (the session's shared smoke run, tests/conftest.py):
+contracts, determinism, interruption and resumption (issue 8), and bounds (nothing written outside
+results/)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from workflow_utils import copy_workflow, snakemake
+from workflow_utils import SMOKE, copy_workflow, snakemake, snapshot, tree_hashes
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -31,44 +32,17 @@ CONTRACTS = {
         "t_frac", "m", "resolution", "r_measured", "r_measured_std", "n_prompts", "r_theory",
     ],
 }
-# files whose bytes legitimately differ between runs (timings, logs)
-# (training logs and loss figures carry the measured images/s)
-VOLATILE = ("results/logs/", "results/benchmarks/", "results/report.html", "training_log.parquet",
-            "results/figures/loss_")
-
-
-def _tree_hashes(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted((root / "results").rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_file() and not any(v in rel for v in VOLATILE) and "/checkpoints/" not in rel:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def _snapshot(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if ".snakemake" not in p.parts}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    before = _snapshot(wd)
-    t0 = time.time()
-    snakemake(wd, "--cores", "2", "--configfile", "configs/smoke.yaml", timeout=1500)
-    elapsed = time.time() - t0
-    return wd, before, elapsed
 
 
 def test_contracts(smoke_run):
-    wd, _, elapsed = smoke_run
-    print(f"smoke workflow took {elapsed:.1f} s")
+    wd = smoke_run.wd
+    print(f"smoke workflow took {smoke_run.elapsed:.1f} s")
     for pattern, columns in CONTRACTS.items():
         files = sorted(wd.glob(pattern))
         if pattern.startswith("results/theory"):
             assert files, pattern
         for f in files:
-            if f.name.endswith("_agreement.parquet"):
+            if f.name.endswith(("_agreement.parquet", "_categories.parquet")):
                 continue
             names = pq.read_schema(f).names
             missing = [c for c in columns if c not in names]
@@ -77,20 +51,26 @@ def test_contracts(smoke_run):
 
 
 def test_writes_stay_inside_results(smoke_run):
-    wd, before, _ = smoke_run
-    new = _snapshot(wd) - before
+    new = snapshot(smoke_run.wd) - smoke_run.before
     outside = sorted(p for p in new if not p.startswith("results/") and p != "results")
     assert not outside, f"written outside results/: {outside[:10]}"
 
 
+# a second run from scratch of a slice of the DAG: data → training (toy) → guidance dump →
+# aggregation, and oracle sampling (x̂0 spectra); the interruption tests below rerun a training,
+# an upscaling sample and the oracle dumps in a copy and compare them with the smoke run too
+DETERMINISM_TARGETS = ["results/chromatography/toy.parquet", "results/spectra/oracle.parquet"]
+
+
 def test_second_run_is_bitwise_identical(smoke_run, tmp_path):
     """Determinism: a second run from scratch gives identical outputs (CPU)."""
-    wd, _, _ = smoke_run
     wd2 = copy_workflow(tmp_path / "wf2")
-    snakemake(wd2, "--cores", "2", "--configfile", "configs/smoke.yaml", timeout=1500)
-    h1, h2 = _tree_hashes(wd), _tree_hashes(wd2)
-    assert h1.keys() == h2.keys()
-    diff = sorted(k for k in h1 if h1[k] != h2[k])
+    snakemake(wd2, *DETERMINISM_TARGETS, "--cores", "2", *SMOKE, timeout=900)
+    h1, h2 = tree_hashes(smoke_run.wd), tree_hashes(wd2)
+    assert all(t in h2 for t in DETERMINISM_TARGETS), sorted(h2)
+    assert any(k.startswith("results/models/") for k in h2) and any(k.startswith("results/data/") for k in h2)
+    assert h2.keys() <= h1.keys(), sorted(h2.keys() - h1.keys())
+    diff = sorted(k for k in h2 if h1[k] != h2[k])
     assert not diff, f"outputs differ between runs: {diff[:10]}"
 
 
@@ -99,7 +79,7 @@ def _kill_when(wd: Path, target: str, trigger: str, seed: int) -> bool:
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [os.path.join(bindir, "snakemake"), target, "--cores", "2", "--configfile", "configs/smoke.yaml"],
+        [os.path.join(bindir, "snakemake"), target, "--cores", "2", *SMOKE],
         cwd=wd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 600
@@ -116,34 +96,46 @@ def _kill_when(wd: Path, target: str, trigger: str, seed: int) -> bool:
     return fired
 
 
-# (rule, target, kill trigger, outputs to compare with the uninterrupted run)
+def _remove(wd: Path, patterns: list[str]) -> None:
+    for pattern in patterns:
+        for p in wd.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+# (rule, target, what to remove from a copy of the smoke run so that only this rule runs again,
+#  kill trigger, outputs to compare with the uninterrupted run)
 INTERRUPTIONS = [
     # killed after its first checkpoint: must resume from it and end bitwise identical
-    ("train_t2i", "results/models/shapes/toy", "results/checkpoints/shapes/toy/*", "results/models/shapes/toy/"),
+    ("train_t2i", "results/models/shapes/toy",
+     ["results/models/shapes/toy", "results/checkpoints/shapes/toy", "results/logs/train_t2i/shapes_toy.log"],
+     "results/checkpoints/shapes/toy/*", "results/models/shapes/toy/"),
     # killed while sampling an upscaling variant
-    ("upscale_sample", "results/upscale/shapes/samples/full.safetensors", "results/logs/upscale_sample/*",
-     "results/upscale/shapes/samples/full"),
+    ("upscale_sample", "results/upscale/shapes/samples/full.safetensors",
+     ["results/upscale/shapes/samples/full.*", "results/logs/upscale_sample/shapes_full.log"],
+     "results/logs/upscale_sample/shapes_full.log", "results/upscale/shapes/samples/full"),
     # killed while dumping: the atomic write leaves no partial Parquet behind
-    ("guidance_dump", "results/chromatography/oracle.parquet", "results/logs/guidance_dump/oracle/*",
-     "results/guidance/oracle/"),
-]
+    ("guidance_dump", "results/chromatography/oracle.parquet",
+     ["results/guidance/oracle", "results/chromatography/oracle*", "results/logs/guidance_dump/oracle"],
+     "results/logs/guidance_dump/oracle/*", "results/guidance/oracle/"),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("rule,target,trigger,compare", INTERRUPTIONS, ids=[i[0] for i in INTERRUPTIONS])
-def test_kill_and_rerun_incomplete(smoke_run, tmp_path, rule, target, trigger, compare):
+@pytest.mark.parametrize("rule,target,remove,trigger,compare", INTERRUPTIONS, ids=[i[0] for i in INTERRUPTIONS])
+def test_kill_and_rerun_incomplete(smoke_run, smoke_copy, rule, target, remove, trigger, compare):
     """kill -9 during a long rule, rerun with --rerun-incomplete: completes, same outputs."""
-    wd, _, _ = smoke_run
-    ref = {k: v for k, v in _tree_hashes(wd).items() if k.startswith(compare)}
+    ref = {k: v for k, v in tree_hashes(smoke_run.wd).items() if k.startswith(compare)}
     assert ref, f"the smoke workflow produced nothing under {compare}"
-    wd2 = copy_workflow(tmp_path / "wf")
+    wd2 = smoke_copy
+    _remove(wd2, remove)
+    assert not list(wd2.glob(trigger)) and not (wd2 / target).exists()
     assert _kill_when(wd2, target, trigger, seed=len(rule)), f"{trigger} never appeared"
     # nothing half-written is visible under the final names
     for p in (wd2 / "results").rglob("*.parquet"):
         pq.read_schema(p)
     # a killed Snakemake leaves its lock behind: --unlock, then --rerun-incomplete (as a user would)
-    snakemake(wd2, target, "--unlock", "--configfile", "configs/smoke.yaml")
-    snakemake(wd2, target, "--cores", "2", "--configfile", "configs/smoke.yaml", "--rerun-incomplete", timeout=900)
-    got = {k: v for k, v in _tree_hashes(wd2).items() if k.startswith(compare)}
+    snakemake(wd2, target, "--unlock", *SMOKE)
+    snakemake(wd2, target, "--cores", "2", *SMOKE, "--rerun-incomplete", timeout=900)
+    got = {k: v for k, v in tree_hashes(wd2).items() if k.startswith(compare)}
     assert got.keys() == ref.keys()
     diff = sorted(k for k in ref if ref[k] != got[k])
     assert not diff, f"outputs differ after interruption: {diff[:10]}"

@@ -1,4 +1,4 @@
-"""The theory stage of the workflow, run with Snakemake in a temporary copy."""
+"""The theory stage of the workflow (the session's smoke run), and one-line config errors."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from reschrom.theory import THEORY_COLUMNS
-from workflow_utils import copy_workflow, snakemake
+from workflow_utils import SMOKE, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
+# configs/smoke.yaml: theory.schedules [linear, flow_matching], n_t 50, resolution 16
+TARGETS = [
+    "results/theory/linear.parquet",
+    "results/theory/flow_matching.parquet",
+    "results/figures/chromatography_theory_linear.png",
+    "results/figures/time_adjustment_flow_matching.png",
+    "results/figures/chromatography_atlas.png",
+]
 
-def test_theory_targets_and_contract(tmp_path):
-    wd = copy_workflow(tmp_path / "wf")
-    targets = [
-        "results/theory/linear.parquet",
-        "results/theory/flow_matching.parquet",
-        "results/figures/chromatography_theory_linear.png",
-        "results/figures/time_adjustment_cosine.png",
-        "results/figures/chromatography_atlas.png",
-    ]
-    snakemake(wd, *targets, "--cores", "1", "--configfile", "configs/smoke.yaml")
-    for t in targets:
+
+def test_theory_targets_and_contract(smoke_run):
+    wd = smoke_run.wd
+    for t in TARGETS:
         assert (wd / t).stat().st_size > 0, t
     tab = pq.read_table(wd / "results/theory/linear.parquet").to_pandas()
     assert list(tab.columns)[: len(THEORY_COLUMNS)] == THEORY_COLUMNS
@@ -33,14 +34,15 @@ def test_theory_targets_and_contract(tmp_path):
     assert (wd / "results/logs/theory_table/linear.log").exists()
     assert (wd / "results/benchmarks/theory_table/linear.tsv").exists()
     # a second run plans nothing
-    proc = snakemake(wd, *targets, "-n", "--configfile", "configs/smoke.yaml")
+    proc = snakemake(wd, *TARGETS, "-n", *SMOKE)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
     "override,expected",
     [
-        ("resolution: 48", "config key 'resolution': 48 is not allowed; allowed values: 1, 2, 4"),
+        ("kernel: 3", "config key 'kernel': 3 is not allowed; allowed values: 2"),
+        ("resolution: 3", "config key 'resolution': 3 has a single level (not divisible by 2)"),
         ("bogus_key: 1", "config key 'bogus_key' is unknown"),
         ("theory: {schedules: [nope]}", "config key 'theory.schedules': 'nope' is not defined"),
         ("theory: {n_t: -5}", "config key 'theory.n_t': -5 is out of range"),

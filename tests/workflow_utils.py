@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_ITEMS = ["Snakefile", "rules", "scripts", "schemas", "envs", "report", "configs", "config.yaml", "src", "profiles"]
+COPY_ITEMS = ["Snakefile", "rules", "scripts", "schemas", "envs", "report", "configs", "config.yaml", "src", "profiles", "data"]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -91,3 +91,45 @@ def plan(workdir: Path, *args: str, **kwargs) -> list[PlannedJob]:
 def planned_rules(workdir: Path, *args: str, **kwargs) -> Counter:
     """How many jobs of each rule ``snakemake -n *args`` plans, e.g. ``{'theory_table': 1}``."""
     return Counter(j.rule for j in plan(workdir, *args, **kwargs))
+
+
+# ---- the shared smoke run (tests/conftest.py: smoke_run, smoke_copy) ------------------------
+
+SMOKE = ("--configfile", "configs/smoke.yaml")
+# files whose bytes legitimately differ between runs (timings, logs)
+# (training logs and loss figures carry the measured images/s)
+VOLATILE = ("results/logs/", "results/benchmarks/", "results/report.html", "training_log.parquet",
+            "results/figures/loss_")
+
+
+def snapshot(root: Path) -> set[str]:
+    """Every path below ``root`` (relative), but Snakemake's own state and Python's byte-code cache."""
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if ".snakemake" not in p.parts and "__pycache__" not in p.parts
+    }
+
+
+def tree_hashes(root: Path, prefix: str = "results/") -> dict[str, str]:
+    """sha256 of every result file below ``root/prefix`` but the volatile ones and checkpoints."""
+    import hashlib
+
+    out = {}
+    for p in sorted((root / "results").rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if (
+            p.is_file()
+            and rel.startswith(prefix)
+            and not any(v in rel for v in VOLATILE)
+            and "/checkpoints/" not in rel
+        ):
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a finished run's workdir (results, .snakemake metadata, mtimes): Snakemake plans
+    nothing in it, and a test may change it freely (cheap next to running the workflow again)."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "locks"))
+    return dest

@@ -90,7 +90,7 @@ def plot_compose_grid(
     ax2.set_xticks(range(len(piv.columns)))
     ax2.set_xticklabels([f"{e:g}" for e in piv.columns], fontsize=8)
     ax2.set_xlabel("η", fontsize=9)
-    ax2.set_title(wrap("share of each level in ‖x_η − x_structure‖² (mean over pairs)", 60), fontsize=9)
+    ax2.set_title("share of each level in ‖x_η − x_structure‖² (mean over pairs)", fontsize=9)
     bottom.colorbar(im2, ax=ax2, label="share")
     fig.suptitle(f"time-dependent prompt composing — {model}", fontsize=10)
     save_figure(fig, out, dpi)

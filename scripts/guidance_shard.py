@@ -2,14 +2,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from reschrom.chromatography import write_guidance_dump
+from reschrom.chromatography import write_guidance_shard
 
-write_guidance_dump(
+write_guidance_shard(
     snakemake.params.model,
     snakemake.params.settings,
-    snakemake.params.prompt,
-    snakemake.output[0],
-    model=snakemake.wildcards.model,
+    snakemake.params.prompts,
+    list(snakemake.output),
+    model=snakemake.params.name,
     device=snakemake.params.device,
     kernel=snakemake.params.kernel,
     threads=snakemake.threads,

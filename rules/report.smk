@@ -1,0 +1,79 @@
+# The report's tables (§4.1–4.3): each stage's key Parquet table rendered as HTML, a result of its
+# category in `snakemake --report` and shown inline on the landing page (report/workflow.rst).
+# The tables of a run: get_report_tables() in common.smk.
+
+
+rule table_upscale_metrics:
+    input:
+        "results/upscale/{dataset}/metrics.parquet",
+    output:
+        report(
+            "results/tables/upscale_{dataset}.html",
+            caption="../report/table_upscale.rst",
+            category="Upscaling (§4.2)",
+            labels={"figure": "metrics table (Fig. 6)", "dataset": "{dataset}"},
+        ),
+    log:
+        "results/logs/table_upscale_metrics/{dataset}.log",
+    params:
+        kind="upscale",
+        name=lambda wc: wc.dataset,
+    threads: get_threads("aggregate")
+    resources:
+        **get_resources("aggregate"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/report_table.py"
+
+
+rule table_chromatography_agreement:
+    input:
+        "results/chromatography/{model}_agreement.parquet",
+    output:
+        report(
+            "results/tables/agreement_{model}.html",
+            caption="../report/table_agreement.rst",
+            category="Measured chromatography (§4.1)",
+            labels={"figure": "agreement table (Fig. 4)", "model": "{model}"},
+        ),
+    log:
+        "results/logs/table_chromatography_agreement/{model}.log",
+    wildcard_constraints:
+        model=get_chromatography_model_pattern(),
+    params:
+        kind="agreement",
+        name=lambda wc: wc.model,
+    threads: get_threads("aggregate")
+    resources:
+        **get_resources("aggregate"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/report_table.py"
+
+
+rule table_compose_shares:
+    input:
+        "results/compose/{model}/metrics.parquet",
+    output:
+        report(
+            "results/tables/compose_{model}.html",
+            caption="../report/table_compose.rst",
+            category="Prompt composing (§4.3)",
+            labels={"figure": "level shares table (Fig. 7)", "model": "{model}"},
+        ),
+    log:
+        "results/logs/table_compose_shares/{model}.log",
+    wildcard_constraints:
+        model=COMPOSE_MODELS,
+    params:
+        kind="compose",
+        name=lambda wc: wc.model,
+    threads: get_threads("aggregate")
+    resources:
+        **get_resources("aggregate"),
+    conda:
+        "../envs/reschrom.yaml"
+    script:
+        "../scripts/report_table.py"

@@ -1,0 +1,7 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.plots_design import plot_design
+
+plot_design(snakemake.input.table, snakemake.input.shares, snakemake.output[0], dpi=snakemake.params.dpi)

@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.plots_categories import plot_category_chromatography
+
+plot_category_chromatography(
+    snakemake.input[0], snakemake.output[0], model=snakemake.wildcards.model, dpi=snakemake.params.dpi
+)

@@ -1,0 +1,7 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from reschrom.plots_tables import write_report_table
+
+write_report_table(snakemake.params.kind, snakemake.input[0], snakemake.output[0], name=snakemake.params.name)
