@@ -39,6 +39,8 @@ import torch
 
 from reschrom.adapters import PipelineAdapter, PromptEmbeddings
 from reschrom.pairs import (  # noqa: F401  (re-exported)
+    COMPOSE_COLUMNS,
+    aggregate_compose,
     eta_label,
     expand_pairs,
     find_pair,
@@ -432,25 +434,6 @@ class PromptComposer:
 # the η sweep (paper Fig. 7, 9) and its metrics
 # --------------------------------------------------------------------------------------
 
-COMPOSE_COLUMNS = [
-    "model",
-    "pair_id",
-    "structure",
-    "texture",
-    "weighting",
-    "eta",
-    "seed",
-    "m",
-    "resolution",
-    "energy_vs_structure",
-    "energy_vs_texture",
-    "share_vs_structure",
-    "share_vs_texture",
-]
-"""``results/compose/{model}/metrics.parquet``: one row per (pair, η, level m). ``energy_vs_*``
-is the band energy ‖(x_η - x_ref)^(m)‖² (eq. 19, images in [0, 1], summed over channels and
-pixels) of the composed image's difference from the pure structure-prompt image (η = 0) and from
-the pure texture-prompt image (η = 1); ``share_vs_*`` the same normalised over levels."""
 
 
 def _to_chw(images: Any) -> torch.Tensor:
@@ -679,13 +662,3 @@ def run_compose_pair(
             shutil.move(os.path.join(tmp, pid, name), os.path.join(out_dir, name))
     write_parquet(table, theory_out)
     write_parquet(df, metrics_out)
-
-
-def aggregate_compose(metrics_in: Sequence[str], metrics_out: str) -> None:
-    """Concatenate the per-pair metrics of one model into ``results/compose/{model}/metrics.parquet``."""
-    import pandas as pd
-
-    from reschrom.io import read_parquet, write_parquet
-
-    df = pd.concat([read_parquet(p) for p in metrics_in], ignore_index=True)
-    write_parquet(df[COMPOSE_COLUMNS], metrics_out)

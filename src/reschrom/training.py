@@ -40,13 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from reschrom import flow
-from reschrom.io import save_figure, write_parquet
+from reschrom.io import write_parquet
 from reschrom.levels import forward_diffuse, level_input, level_target, level_time, residual_target
 from reschrom.schedules import DiscreteSchedule
 
@@ -524,31 +523,6 @@ def train_from_files(
                      int(level), int(num_levels), int(kernel), int(seed))
     name = f"{kind}{level}" if kind == "level" else kind
     return train(spec, images, out_dir, checkpoint_dir, caps, device, stop_after, threads, name)
-
-
-def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, title: str = "", dpi: int = 110) -> None:
-    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet
-    (the ε-prediction MSE, or the velocity MSE of a flow-matching folder)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reschrom.io import read_parquet
-
-    df = read_parquet(Path(model_dir) / "training_log.parquet")
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    ax.plot(df["step"], df["loss"], lw=0.5, alpha=0.35, color="tab:blue", label="per step")
-    win = max(len(df) // 30, 1)
-    ax.plot(df["step"], df["loss"].rolling(win, min_periods=1).mean(), color="tab:blue", lw=1.6,
-            label=f"running mean ({win} steps)")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("velocity MSE" if flow.is_flow_folder(model_dir) else "ε-prediction MSE")
-    ips = float(np.median(df["images_per_s"])) if len(df) else float("nan")
-    ax.set_title(f"{title}  ({ips:.0f} images/s)")
-    ax.legend(fontsize=7)
-    save_figure(fig, out, dpi)
 
 
 # --------------------------------------------------------------------------------------

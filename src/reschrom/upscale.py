@@ -43,16 +43,6 @@ CASCADE_VARIANTS: dict[str, tuple[bool, bool]] = {
 """variant → (time adjustment τ, intensity rescaling λ) of eq. 22."""
 LOWRES_VARIANTS = ("nearest", "bicubic")
 VARIANTS = (*CASCADE_VARIANTS, *LOWRES_VARIANTS, "multilevel")
-ROW_LABELS = {
-    "nearest": "low-res samples\n(nearest ×2)",
-    "bicubic": "low-res samples\n(bicubic ×2)",
-    "no_time_adjustment": "no time\nadjustment (τ:=t)",
-    "no_intensity_rescaling": "no intensity\nrescaling (λ:=1)",
-    "neither": "neither τ nor λ",
-    "full": "full (τ and λ)",
-    "multilevel": "M-level (eq. 24)",
-    "data": "held-out data",
-}
 
 
 # --------------------------------------------------------------------------------------
@@ -422,83 +412,3 @@ def write_analytic_reference(out: str | os.PathLike, analytic: Mapping[str, Any]
     """Held-out data of the analytic model (``images``, float32 in model range)."""
     data = HaarGaussian.default(**dict(analytic))
     save_samples({"images": data.sample(num_samples, seed)}, out, {"source": "analytic", "seed": seed})
-
-
-# --------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------
-
-
-def plot_upscale_grid(
-    sample_paths: Mapping[str, str | os.PathLike],
-    out: str | os.PathLike,
-    columns: int = 8,
-    dpi: int = 110,
-    title: str = "",
-) -> None:
-    """Paper Fig. 6 layout: one row per variant (in the order given: low-res samples, the τ
-    ablation, the λ ablation, the full method), one column per seed — the same initial noise
-    down each column."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reschrom.io import save_figure
-
-    rows = list(sample_paths)
-    imgs = {v: load_images(p, limit=columns) for v, p in sample_paths.items()}
-    n = min(columns, *(len(x) for x in imgs.values()))
-    h = next(iter(imgs.values())).shape[-1]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n + 1.6, 1.05 * len(rows) + 0.4), squeeze=False)
-    for ax, v in zip(axes[:, 0], rows):
-        ax.imshow(image_grid(imgs[v][:n], n, pad=max(1, h // 16)), interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(ROW_LABELS.get(v, v), rotation=0, ha="right", va="center", fontsize=8)
-        for s in ax.spines.values():
-            s.set_visible(False)
-    fig.suptitle(title or f"cascaded upscaling ×2, {h}×{h} (columns share a seed)", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, out, dpi)
-
-
-def plot_upscale_spectra(spectra: str | os.PathLike, metrics_table: str | os.PathLike,
-                         out: str | os.PathLike, dpi: int = 110) -> None:
-    """RAPSD of each variant against the data (left) and its ratio to the data's (right),
-    with each variant's log-spectral distance in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from reschrom.io import read_parquet, save_figure
-
-    df = read_parquet(spectra)
-    lsd = read_parquet(metrics_table).set_index("variant")["lsd_db"].to_dict()
-    df = df[df["k"] >= 1]
-    ref = df[df["variant"] == "data"].set_index("k")["power"]
-    df = df.assign(ratio=df["power"].to_numpy() / ref.reindex(df["k"]).to_numpy())
-    df["label"] = [f"{v} ({lsd[v]:.2f} dB)" if v in lsd else v for v in df["variant"]]
-    order = [lb for lb in dict.fromkeys(df["label"]) if not lb.startswith("data")] + ["data"]
-    pal = dict(zip(order[:-1], sns.color_palette("tab10", len(order) - 1)))
-    pal["data"] = (0, 0, 0)
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    # drawn in order, the M-level composite dashed on top: with exact parts it overlays `full`
-    for label in order:
-        d = df[df["label"] == label].sort_values("k")
-        ls = "--" if label.startswith("multilevel") else "-"
-        lw = 2.0 if label == "data" else 1.3
-        axes[0].plot(d["k"], d["power"], ls, color=pal[label], lw=lw, label=label)
-        if label != "data":
-            axes[1].plot(d["k"], d["ratio"], ls, color=pal[label], lw=lw)
-    axes[0].set(xscale="log", yscale="log", xlabel="frequency k (cycles / image)", ylabel="RAPSD",
-                title="radially averaged power spectrum")
-    axes[1].axhline(1.0, color="k", ls=":", lw=1)
-    axes[1].set(xscale="log", yscale="log", xlabel="frequency k (cycles / image)",
-                ylabel="RAPSD / RAPSD(data)", title="ratio to the data (1 = matches)")
-    axes[0].legend(title="variant (log-spectral distance)", fontsize=7, title_fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out, dpi)
