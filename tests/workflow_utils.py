@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +30,76 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``snakemake`` from this interpreter's environment in ``workdir``."""
+def _env_and_cmd(args) -> tuple[dict, list[str]]:
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
-    cmd = [os.path.join(bindir, "snakemake"), *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
+    return env, [os.path.join(bindir, "snakemake"), *args]
+
+
+def _check(proc: subprocess.CompletedProcess, args) -> None:
+    if proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` from this interpreter's environment in ``workdir``."""
+    env, cmd = _env_and_cmd(args)
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        _check(proc, args)
     return proc
+
+
+class BackgroundSnakemake:
+    """``snakemake *args`` started now in ``workdir`` (its own process group, output to files);
+    ``wait()`` returns it as ``snakemake()`` would. Lets the test session run the smoke workflow on
+    the second core while the unit tests run on the first."""
+
+    def __init__(self, workdir: Path, *args: str):
+        self.workdir, self.args = workdir, args
+        env, cmd = _env_and_cmd(args)
+        self._out = open(workdir.parent / f"{workdir.name}.stdout", "w+")
+        self._err = open(workdir.parent / f"{workdir.name}.stderr", "w+")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdout=self._out, stderr=self._err, start_new_session=True
+        )
+        self.elapsed: float | None = None  # wall seconds, once it has ended
+        threading.Thread(target=self._clock, daemon=True).start()
+
+    def _clock(self) -> None:
+        self.proc.wait()
+        self.elapsed = time.monotonic() - self.t0
+
+    def wait(self, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            rc = self.proc.wait(timeout=max(1.0, timeout - (time.monotonic() - self.t0)))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        if self.elapsed is None:
+            self.elapsed = time.monotonic() - self.t0
+        self._out.seek(0)
+        self._err.seek(0)
+        proc = subprocess.CompletedProcess(self.proc.args, rc, self._out.read(), self._err.read())
+        if check:
+            _check(proc, self.args)
+        return proc
+
+    def kill(self) -> None:
+        """Stop the run and its jobs (a session that ends before it is used)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
 
 
 @dataclass
