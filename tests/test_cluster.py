@@ -176,7 +176,7 @@ def test_config_plans_offline_with_gpus_for_gpu_groups(tmp_path, monkeypatch, co
     gpu_groups = {g for g, r in res.items() if dict(res.get("default", {}), **r).get("gpu", 0) > 0}
     groups = _rule_groups()
     for j in jobs:
-        group = groups.get(j.rule, "default")
+        group = groups.get(j.rule, "probe" if j.rule.startswith("guidance_dump_") else "default")
         if group in gpu_groups:
             assert j.resources.get("gpu") == str(res[group]["gpu"]), (j.rule, group, j.resources)
         else:

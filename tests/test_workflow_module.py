@@ -94,7 +94,7 @@ def test_broken_module_model_fails_in_one_line_and_writes_nothing(tmp_path):
     proc = snakemake(wd, dump, "--cores", "1", "--configfile", "configs/smoke.yaml", "broken.yaml", check=False)
     assert proc.returncode != 0
     assert not (wd / dump).exists()
-    log = (wd / f"results/logs/guidance_dump/bad/{prompt_id('digit 3')}.log").read_text()
+    log = next((wd / "results/logs/guidance_dump/bad").glob("*.log")).read_text()
     last = [ln for ln in log.splitlines() if ln.strip()][-1]
     assert "'bad'" in last and "broken:load" in last and "shape" in last, last
     # a factory that does not exist is caught when Snakemake plans, before any job
