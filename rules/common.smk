@@ -26,9 +26,10 @@ from reschrom import registry
 
 def _check_cuda():
     """device: cuda (or a GPU resource) on a local run without CUDA: one line, before any job
-    (a cluster controller plans on a login node; its jobs check on their GPU node)."""
+    (called from `onstart`, when the executor is known: a cluster controller plans on a login
+    node without GPUs and its jobs run on GPU nodes, so only local runs are checked)."""
     wants = config["device"] == "cuda" or any(int(r.get("gpu", 0)) > 0 for r in config["resources"].values())
-    if not wants or not workflow.local_exec:
+    if not wants or not workflow.local_exec or workflow.remote_exec:
         return
     import torch
 
@@ -41,7 +42,8 @@ def _check_cuda():
         sys.exit(1)
 
 
-_check_cuda()
+onstart:
+    _check_cuda()
 
 
 def _check_results_writable():

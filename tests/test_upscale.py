@@ -154,7 +154,7 @@ def test_workflow_analytic_upscaling(tmp_path):
 
     wd = copy_workflow(tmp_path / "wf")
     cfg = yaml.safe_load((wd / "configs" / "smoke.yaml").read_text())
-    cfg["upscale"] = {**cfg.get("upscale", {}), "source": "analytic", "num_samples": 6, "num_inference_steps": 5,
+    cfg["upscale"] = {**cfg.get("upscale", {}), "source": "analytic", "variants": list(upscale.VARIANTS), "grid_rows": ["nearest", "no_time_adjustment", "no_intensity_rescaling", "full"], "num_samples": 6, "num_inference_steps": 5,
                       "analytic": {"resolution": 16, "num_reference": 32}}
     (wd / "up.yaml").write_text(yaml.safe_dump(cfg))
     targets = ["results/figures/upscale_analytic.png", "results/figures/upscale_spectra_analytic.png"]
