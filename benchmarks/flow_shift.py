@@ -22,7 +22,12 @@ import pandas as pd
 import torch
 import yaml
 
-from reschrom.chromatography import aggregate_chromatography, agreement_table, measure_guidance_denoiser
+from reschrom.chromatography import (
+    aggregate_chromatography,
+    agreement_table,
+    measure_guidance_denoiser,
+    read_prompts,
+)
 from reschrom.denoisers import ModuleModel
 from reschrom.flow import load_flow_t2i
 from reschrom.io import write_parquet
@@ -36,12 +41,13 @@ def measure(folder: str, shift: float, prompts: list[str], steps: int, samples: 
     den = ModuleModel.from_object(f"toy_flow_shift{shift:g}", obj, factory="reschrom.flow:load_flow_t2i")
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        for i, p in enumerate(prompts):
-            df, _ = measure_guidance_denoiser(
-                den, p, model=den.name, seeds=[0], num_samples=samples, guidance_scale=guidance, num_inference_steps=steps
-            )
+        df, _ = measure_guidance_denoiser(
+            den, list(prompts), model=den.name, seeds=[0], num_samples=samples, guidance_scale=guidance,
+            num_inference_steps=steps,
+        )
+        for i, (_, part) in enumerate(df.groupby("prompt_id", sort=False)):
             paths.append(Path(tmp) / f"{i}.parquet")
-            write_parquet(df, paths[-1])
+            write_parquet(part.reset_index(drop=True), paths[-1])
         chrom = aggregate_chromatography(paths)
     agree = agreement_table(chrom, den.name)
     agree["shift"] = shift
@@ -56,10 +62,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--prompts", type=int, default=16, help="the first N prompts of the default suite")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    prompts = yaml.safe_load((root / "config.yaml").read_text())["chromatography"]["prompts"]
+    spec = yaml.safe_load((root / "config.yaml").read_text())["chromatography"]["prompts"]
+    prompts = read_prompts(spec, base=root)[: args.prompts]
     tables = [measure(args.model, s, prompts, args.steps, args.samples, args.guidance) for s in args.shifts]
     out = pd.concat(tables, ignore_index=True)
     cols = ["shift", "m", "resolution", "peak_t_measured", "peak_t_theory", "peak_t_diff", "spearman_peak_order", "jsd_mean"]
