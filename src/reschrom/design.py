@@ -335,7 +335,7 @@ def design_schedule(
     kernel: int = 2,
     n_t: int = 2000,
     name: str | None = None,
-    tol: float = 1e-9,
+    tol: float = 1e-8,
     max_iter: int = 200,
 ) -> Design:
     """A monotone time warp of ``base`` whose level shares S_m (module docstring) meet ``target``.

@@ -195,6 +195,8 @@ def check_registry(config: Mapping[str, Any]) -> None:
 
 def old_layout_error(config: Mapping[str, Any]) -> str | None:
     """A one-line message saying how to rewrite a config of the old layout, or None."""
+    if not isinstance(config, Mapping):
+        return None
     for stage in STAGE_SELECTOR:
         if isinstance(config.get(stage), Mapping) and "models" in config[stage]:
             return (
@@ -203,9 +205,12 @@ def old_layout_error(config: Mapping[str, Any]) -> str | None:
                 f"list the names in '{stage}.{STAGE_SELECTOR[stage]}' and put per-model settings "
                 f"(prompts, guidance_scale, …) under '{stage}.overrides.<name>'"
             )
-    for name, e in (config.get("models") or {}).items():
+    models = config.get("models")
+    if not isinstance(models, Mapping):
+        return None  # the schema names the wrong type
+    for name, e in models.items():
         if isinstance(e, Mapping) and "kind" not in e:
-            task = "level" if name.startswith("level") else name
+            task = "level" if str(name).startswith("level") else str(name)
             if task in TASKS:
                 return (
                     f"config key 'models.{name}': every model needs a kind; a trained model of the old layout "
