@@ -32,13 +32,37 @@ def _norm_strip(ax, chrom, title: str = "") -> None:
         ax.set_title(title, fontsize=9)
 
 
+def _band_panel(ax, chrom, n_prompts: int) -> None:
+    """r̃_m(t) per level (solid) with its 95 % bootstrap band over prompts (shaded, columns
+    ``r_measured_lo``/``r_measured_hi``) and the theory r_m(t) (dashed), time T → 0 left to right."""
+    colors = plt.get_cmap("viridis")
+    levels = sorted(chrom["m"].unique())
+    has_band = {"r_measured_lo", "r_measured_hi"} <= set(chrom.columns) and chrom["r_measured_lo"].notna().any()
+    for i, m in enumerate(levels):
+        d = chrom[chrom["m"] == m].sort_values("t_frac", ascending=False)
+        c = colors(i / max(len(levels) - 1, 1))
+        res = int(d["resolution"].iloc[0])
+        ax.plot(d["t_frac"], d["r_measured"], color=c, lw=1.4, label=f"{res}×{res}")
+        ax.plot(d["t_frac"], d["r_theory"], color=c, lw=1.0, ls="--")
+        if has_band:
+            ax.fill_between(d["t_frac"], d["r_measured_lo"], d["r_measured_hi"], color=c, alpha=0.25, lw=0)
+    ax.set_xlim(1, 0)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("t / T   (noise → data)", fontsize=9)
+    ax.set_ylabel("share", fontsize=9)
+    ax.tick_params(labelsize=8)
+    band = "95 % bootstrap band over prompts" if has_band else f"no band ({n_prompts} prompt: nothing to resample)"
+    ax.set_title(f"measured r̃_m(t) (solid, {band}) and theory r_m(t) (dashed)", fontsize=9)
+    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+
+
 def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLike, model: str = "", dpi: int = 110) -> None:
     """Fig. 4: theory r_m(t) (left) beside the measured r̃_m(t) of CFG (right), rows coarsest … R×R,
     time T → 0 left to right; under each, the relative norms of ε_uncond, ε_cond and g."""
     chrom = read_parquet(table)
     n_p = int(chrom["n_prompts"].max()) if len(chrom) else 0
     fig, axes = plt.subplots(
-        2, 2, figsize=(11, 5.0), height_ratios=[4, 1.3], squeeze=False, layout=LAYOUT
+        3, 2, figsize=(11, 7.6), height_ratios=[4, 1.3, 2.6], squeeze=False, layout=LAYOUT
     )
     im = chromatography_heatmap(axes[0, 0], chrom, "r_theory", "theory r_m(t) (eq. 18)", vmax=1.0)
     chromatography_heatmap(
@@ -50,6 +74,10 @@ def plot_measured_chromatography(table: str | os.PathLike, out: str | os.PathLik
     _norm_strip(axes[1, 0], chrom, "relative norm of each noise predictor")
     _norm_strip(axes[1, 1], chrom)
     axes[1, 1].set_yticklabels([])  # the strips share their row labels (left)
+    gs = axes[2, 0].get_gridspec()
+    for ax in axes[2]:
+        ax.remove()
+    _band_panel(fig.add_subplot(gs[2, :]), chrom, n_p)
     fig.suptitle(f"resolution chromatography — {model}" if model else "resolution chromatography")
     save_figure(fig, out, dpi)
 
