@@ -302,7 +302,7 @@ def iter_guidance(
     import torch
 
     from reschrom.adapters import PipelineAdapter
-    from reschrom.probe import GuidanceProbe, guidance_frame
+    from reschrom.probe import GuidanceProbe
 
     _check_guidance(guidance_scale, model)
     adapter = PipelineAdapter.for_pipeline(pipe)
@@ -322,16 +322,26 @@ def iter_guidance(
                     **kw,
                 )
             per_seed.append((int(seed), probe.result()))
-        for i, prompt in enumerate(batch):
-            results = [_split_result(res, i, n) for _, res in per_seed]
-            frames = [
-                guidance_frame(
-                    r, model=model, prompt_id=prompt_id(prompt), prompt=prompt, seed=seed, kernel=kernel,
-                    resolution=r.resolution,
-                )
-                for (seed, _), r in zip(per_seed, results)
-            ]
-            yield prompt, pd.concat(frames, ignore_index=True), results
+        yield from _prompt_frames(batch, per_seed, n, model, kernel)
+
+
+def _prompt_frames(
+    batch: Sequence[str], per_seed: list[tuple[int, Any]], n: int, model: str, kernel: int
+) -> Iterator[tuple[str, pd.DataFrame, list[Any]]]:
+    """Split each seed's batched ProbeResult into its prompts (``n`` samples each) and build
+    every prompt's dump rows: (prompt, table, per-seed results)."""
+    from reschrom.probe import guidance_frame
+
+    for i, prompt in enumerate(batch):
+        results = [_split_result(res, i, n) for _, res in per_seed]
+        frames = [
+            guidance_frame(
+                r, model=model, prompt_id=prompt_id(prompt), prompt=prompt, seed=seed, kernel=kernel,
+                resolution=r.resolution,
+            )
+            for (seed, _), r in zip(per_seed, results)
+        ]
+        yield prompt, pd.concat(frames, ignore_index=True), results
 
 
 def measure_guidance(
@@ -393,7 +403,7 @@ def iter_guidance_denoiser(
     import torch
 
     from reschrom.denoisers import initial_noise, sample_cfg
-    from reschrom.probe import ProbeResult, guidance_frame
+    from reschrom.probe import ProbeResult
     from reschrom.pyramid import band_energies
 
     _check_guidance(guidance_scale, model)
@@ -436,16 +446,7 @@ def iter_guidance_denoiser(
                 resolution=int(den.resolution),
             )
             per_seed.append((int(seed), res))
-        for i, prompt in enumerate(batch):
-            results = [_split_result(res, i, n) for _, res in per_seed]
-            frames = [
-                guidance_frame(
-                    r, model=model, prompt_id=prompt_id(prompt), prompt=prompt, seed=seed, kernel=kernel,
-                    resolution=r.resolution,
-                )
-                for (seed, _), r in zip(per_seed, results)
-            ]
-            yield prompt, pd.concat(frames, ignore_index=True), results
+        yield from _prompt_frames(batch, per_seed, n, model, kernel)
 
 
 def measure_guidance_denoiser(
