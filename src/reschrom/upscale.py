@@ -322,19 +322,11 @@ def save_samples(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, m
 
 def load_images(path: str | os.PathLike, key: str = "images", limit: int | None = None) -> torch.Tensor:
     """Images from a safetensors file as float32 in the model range: uint8 is mapped
-    x/127.5 - 1, float stays as is. A missing file or key raises an error naming it."""
-    from safetensors import safe_open
+    x/127.5 - 1, float stays as is. A missing file or key raises an error naming it
+    (:func:`reschrom.plots_upscale.load_images_np` as a tensor)."""
+    from reschrom.plots_upscale import load_images_np
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"samples/data file not found: {p}")
-    with safe_open(str(p), framework="pt") as f:
-        if key not in f.keys():
-            raise KeyError(f"{p} has no tensor {key!r}; it has {', '.join(f.keys())}")
-        x = f.get_tensor(key)
-    if limit is not None:
-        x = x[:limit]
-    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+    return torch.from_numpy(load_images_np(path, key, limit))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
