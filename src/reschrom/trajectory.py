@@ -127,6 +127,11 @@ def _sample_kwargs(pipe: Any) -> dict[str, Any]:
     return kw
 
 
+def snapshot_steps(num_steps: int, n_snapshots: int) -> list[int]:
+    """Up to ``n_snapshots`` evenly spaced step indices of ``num_steps`` (first and last included)."""
+    return sorted({int(round(v)) for v in np.linspace(0, num_steps - 1, max(1, min(n_snapshots, num_steps)))})
+
+
 def x0_spectra(
     pipe: Any,
     prompts: Sequence[str],
@@ -181,7 +186,7 @@ def x0_spectra(
             timesteps = cap.t_native
             fracs = cap.t_frac
             S = len(cap.x0)
-            idx = sorted({int(round(v)) for v in np.linspace(0, S - 1, max(1, min(n_snapshots, S)))})
+            idx = snapshot_steps(S, n_snapshots)
             snap_steps = idx
             snaps_x = [cap.x_t[i][0].cpu() for i in idx]
             snaps_0 = [cap.x0[i][0].cpu() for i in idx]
@@ -298,7 +303,7 @@ def x0_spectra_denoiser(
         if b == 0:
             fracs = state["t"]
             S = len(state["x0"])
-            snap_steps = sorted({int(round(v)) for v in np.linspace(0, S - 1, max(1, min(n_snapshots, S)))})
+            snap_steps = snapshot_steps(S, n_snapshots)
             snaps_x = [state["x"][i] for i in snap_steps]
             snaps_0 = [state["x0"][i] for i in snap_steps]
         done += n
