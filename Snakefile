@@ -3,6 +3,9 @@
 #       snakemake --profile profiles/slurm --configfile configs/paper.yaml
 
 
+include: "rules/config.smk"
+
+
 configfile: "config.yaml"
 
 

@@ -63,3 +63,36 @@ def test_unwritable_results_is_one_line(wd):
     assert proc.returncode != 0
     lines = _reschrom_lines(proc)
     assert len(lines) == 1 and "not writable" in lines[0], proc.stderr[-2000:]
+
+
+def test_yaml_error_in_config_yaml_names_file_and_line(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    text = (wd / "config.yaml").read_text().replace("seed: 0", "seed: 0\ntheory_extra: {n_t: 50\nbroken: [", 1)
+    (wd / "config.yaml").write_text(text)
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0
+    lines = _reschrom_lines(proc)
+    assert len(lines) == 1 and "config.yaml:" in lines[0] and "YAML syntax error" in lines[0], proc.stderr[-2000:]
+    line_no = int(lines[0].split("config.yaml:")[1].split(":")[0])
+    assert text.splitlines()[line_no - 1].startswith(("theory_extra", "broken")), lines[0]
+
+
+def test_config_checker_names_file_line_and_dotted_key(tmp_path, capsys):
+    from pathlib import Path
+
+    from reschrom.config import main
+
+    root = Path(__file__).resolve().parents[1]
+    bad = tmp_path / "my.yaml"
+    bad.write_text("seed: 1\ntheory: {n_t: 50\nchromatography: []\n")
+    assert main([str(bad), "--root", str(root)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{bad}:3:" in err, err
+    assert main(["--root", str(root), "--config", "theory.n_t=50"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--config 'theory={n_t: 50}'" in err and err.count("\n") == 0, err
+    good = tmp_path / "ok.yaml"
+    good.write_text("theory: {n_t: 50}\n")
+    assert main([str(good), "--root", str(root), "--config", "seed=3", "theory={n_t: 40}"]) == 0
+    assert main([str(good), "--root", str(root), "--config", "theory={n_t: -5}"]) == 1
+    assert "theory.n_t" in capsys.readouterr().err

@@ -208,3 +208,105 @@ def _check_data_and_training(config: Mapping[str, Any]) -> None:
         bs = int({**train, **block.get("train", {})}.get("batch_size", 32))
         if data.get("kind", "shapes") == "shapes" and bs > int(data.get("num_train", 4000)):
             raise ConfigError(f"config key 'models.{name}': batch size {bs} exceeds data.num_train {data.get('num_train')}")
+
+
+# --------------------------------------------------------------------------------------
+# config files and --config items, checked the way the workflow reads them
+# --------------------------------------------------------------------------------------
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (or JSON) config file as a mapping; a syntax error is one line naming the file,
+    line and column (``my.yaml:3:4: expected ',' or '}' …``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p}: not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {p}: cannot be read ({err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError(f"config file {where}: YAML syntax error: {detail}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_config_item(item: str) -> tuple[str, Any]:
+    """One ``--config KEY=VALUE`` item as Snakemake reads it (the value typed as YAML).
+
+    A dotted key (``theory.n_t=50``) is not Snakemake syntax: one line showing the accepted
+    form (``--config 'theory={n_t: 50}'``)."""
+    if "=" not in item:
+        raise ConfigError(f"--config {item!r}: expected KEY=VALUE, e.g. --config seed=1")
+    key, _, value = item.partition("=")
+    if "." in key:
+        head, _, rest = key.partition(".")
+        nested = "{" + ": {".join(rest.split(".")) + f": {value}" + "}" * len(rest.split("."))
+        raise ConfigError(
+            f"--config {item!r}: dotted keys are not accepted; nest the value instead: --config '{head}={nested}'"
+        )
+    if not key.isidentifier():
+        raise ConfigError(f"--config {item!r}: {key!r} is not a config key")
+    try:
+        parsed = yaml.safe_load(value) if value else value
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def merge_config(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's ``update_config``: nested mappings merge key by key, anything else replaces."""
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            merge_config(base[k], v)
+        else:
+            base[k] = _copy(v)
+    return base
+
+
+def check_files(files: list[str | Path], items: list[str], root: str | Path) -> dict[str, Any]:
+    """The config the workflow would see: ``root/config.yaml``, then ``files`` in order, then
+    ``--config`` ``items``, validated. Raises :class:`ConfigError` (one line)."""
+    root = Path(root)
+    config = load_config_file(root / "config.yaml")
+    for f in files:
+        merge_config(config, load_config_file(f))
+    for item in items:
+        k, v = parse_config_item(item)
+        merge_config(config, {k: v})
+    return validate_config(config, root / "schemas" / "config.schema.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reschrom.config [FILE …] [--config KEY=VALUE …]``: check config files and
+    overrides before a run. Snakemake reads ``--configfile`` and ``--config`` itself, before the
+    workflow starts, and its messages there name no line; this names file, line and key."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m reschrom.config", description=(main.__doc__ or "").splitlines()[0])
+    ap.add_argument("files", nargs="*", help="config files, merged over config.yaml in order (as --configfile)")
+    ap.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, as snakemake --config")
+    ap.add_argument("--root", default=".", help="the workflow folder (holds config.yaml and schemas/)")
+    args = ap.parse_args(argv)
+    try:
+        check_files(args.files, args.config, args.root)
+    except ConfigError as err:
+        print(f"reschrom: {err}", file=sys.stderr)
+        return 1
+    print("reschrom: config ok (" + ", ".join(["config.yaml", *args.files]) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
