@@ -1,13 +1,14 @@
 """Do the trained toy models follow their captions? Colour and shape accuracy of samples.
 
-Samples the text-conditional model (``results/models/{dataset}/t2i``) on test-split captions
+Samples the text-conditional models (``results/models/{dataset}/{model}`` for each ``--models``
+name: the ε model ``toy`` and the rectified-flow ``toy_flow`` by default) on test-split captions
 with classifier-free guidance and reads each sample's colour and shape with the shapes
 generator's detector (:func:`reschrom.data.classify_shapes`); the same detector on the real
 test images at the model's resolution gives the ceiling, chance is 1/6 (colour) and 1/4
 (shape). The unconditional low-resolution model is sampled too: the share of samples with a
 detectable shape and the spread of detected colours and shapes. Writes a PNG grid of each.
 
-    .venv/bin/python benchmarks/shapes_accuracy.py [--n 96] [--steps 50] [--guidance 4]
+    .venv/bin/python benchmarks/shapes_accuracy.py [--models toy toy_flow] [--n 96] [--steps 50] [--guidance 4]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def grid(x: torch.Tensor, path: Path, cols: int = 12) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="shapes")
+    ap.add_argument("--models", nargs="+", default=["toy", "toy_flow"], help="trained t2i registry names")
     ap.add_argument("--results", default=str(ROOT / "results"))
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--steps", type=int, default=50)
@@ -56,13 +58,18 @@ def main() -> None:
     prompts = list(caps.caption[: args.n])
     real = load_level(res / f"data/{args.dataset}/test/level_{args.level}.safetensors")[: args.n]
     ceil = caption_accuracy(real, prompts)
-    t0 = time.time()
-    x = sample_images(res / f"models/{args.dataset}/t2i", prompts, steps=args.steps, guidance_scale=args.guidance, seed=0)
-    acc = caption_accuracy(x, prompts)
-    print(f"t2i: {len(prompts)} samples in {time.time() - t0:.0f} s, DDIM {args.steps} steps, guidance {args.guidance}")
-    print(f"  colour accuracy {acc.colour_ok.mean():.3f}   shape accuracy {acc.shape_ok.mean():.3f}   both {(acc.colour_ok & acc.shape_ok).mean():.3f}")
-    print(f"  detector on real test images: colour {ceil.colour_ok.mean():.3f}  shape {ceil.shape_ok.mean():.3f}; chance 0.167 / 0.250")
-    grid(x[:48], Path(args.out) / "t2i_samples.png")
+    print(f"detector on real test images: colour {ceil.colour_ok.mean():.3f}  shape {ceil.shape_ok.mean():.3f}; chance 0.167 / 0.250")
+    for name in args.models:
+        folder = res / f"models/{args.dataset}/{name}"
+        if not folder.is_dir():
+            print(f"{name}: no model at {folder} (train it: snakemake {folder} --cores 2)")
+            continue
+        t0 = time.time()
+        x = sample_images(folder, prompts, steps=args.steps, guidance_scale=args.guidance, seed=0)
+        acc = caption_accuracy(x, prompts)
+        print(f"{name}: {len(prompts)} samples in {time.time() - t0:.0f} s, DDIM {args.steps} steps, guidance {args.guidance}")
+        print(f"  colour accuracy {acc.colour_ok.mean():.3f}   shape accuracy {acc.shape_ok.mean():.3f}   both {(acc.colour_ok & acc.shape_ok).mean():.3f}")
+        grid(x[:48], Path(args.out) / f"{name}_samples.png")
     print("  first prompts:", prompts[:3])
     lr = res / f"models/{args.dataset}/lowres"
     if lr.is_dir():

@@ -157,3 +157,27 @@ def test_non_power_of_two_resolution_is_accepted_and_odd_rejected():
     cfg = _cfg()
     cfg["resolution"] = 27
     assert "resolution" in _error(cfg)
+
+
+@pytest.mark.parametrize(
+    "model, change, key",
+    [
+        ("lowres", {"objective": "v_prediction"}, "models.lowres.objective"),
+        ("lowres", {"addition_embed_type": "text"}, "models.lowres.addition_embed_type"),
+        ("toy", {"shift": 3.0}, "models.toy.shift"),
+        ("toy", {"objective": "v_prediction", "shift": 3.0}, "models.toy.shift"),
+        ("toy", {"objective": "x0"}, "models.toy.objective"),
+        ("toy", {"addition_embed_type": "image"}, "models.toy.addition_embed_type"),
+    ],
+)
+def test_t2i_only_keys_are_rejected_elsewhere(model, change, key):
+    cfg = _cfg()
+    cfg["models"][model].update(change)
+    assert key in _error(cfg)
+
+
+def test_v_prediction_t2i_validates():
+    cfg = _cfg()
+    cfg["models"]["toy"].update(objective="v_prediction", addition_embed_type="text")
+    validate_config(cfg, SCHEMA)
+    assert load_spec(cfg, "toy")["objective"] == "v_prediction"

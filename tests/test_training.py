@@ -28,7 +28,7 @@ from reschrom.levels import (
 )
 from reschrom.pyramid import downsample, upsample
 from reschrom.schedules import DiscreteSchedule
-from reschrom.training import NonFiniteLossError, TrainSpec, min_snr_weights, train
+from reschrom.training import NonFiniteLossError, TrainSpec, min_snr_weights, train, v_target
 
 SCHED = {"type": "ddpm", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 TINY = {
@@ -106,6 +106,45 @@ def test_min_snr_weights():
     w = min_snr_weights(ab, 5.0)
     snr = ab / (1 - ab)
     torch.testing.assert_close(w, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
+
+
+@given(st.floats(1e-4, 0.9999), st.integers(0, 2**31 - 1))
+def test_v_target_gives_eps_and_x0_back(ab, seed):
+    g = torch.Generator().manual_seed(seed)
+    x0, eps = torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1, torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    a = torch.full((2,), ab, dtype=torch.float64)
+    x_t = forward_diffuse(x0, eps, a)
+    v = v_target(x0, eps, a)
+    # ε = √ᾱ v + √(1−ᾱ) x_t and x0 = √ᾱ x_t − √(1−ᾱ) v (what the VP adapter and eq. 7 use)
+    torch.testing.assert_close(ab**0.5 * v + (1 - ab) ** 0.5 * x_t, eps)
+    torch.testing.assert_close(ab**0.5 * x_t - (1 - ab) ** 0.5 * v, x0)
+
+
+def test_min_snr_weights_v_prediction():
+    ab = torch.tensor([0.999, 0.9, 5 / 6, 0.5, 0.01], dtype=torch.float64)
+    snr = ab / (1 - ab)
+    w = min_snr_weights(ab, 5.0, "v_prediction").double()
+    # the same weight on the x0 error as for ε: ε-loss = SNR·x0-loss, v-loss = (SNR+1)·x0-loss
+    torch.testing.assert_close(w * (snr + 1), min_snr_weights(ab, 5.0).double() * snr, rtol=1e-6, atol=0)
+
+
+def test_v_prediction_t2i_folder_carries_its_prediction_type(tmp_path, shapes16):
+    from diffusers import DiffusionPipeline
+
+    from reschrom.adapters import PipelineAdapter
+
+    x, caps = shapes16
+    cfg = {**TINY, "objective": "v_prediction", "addition_embed_type": "text"}
+    spec = TrainSpec("t2i", cfg, {**TRAIN, "steps": 2}, "linear", SCHED, seed=0)
+    train(spec, x, tmp_path / "t2i", tmp_path / "ck", caps, "cpu", threads=1)
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "t2i")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.unet.config.addition_embed_type == "text"
+    assert PipelineAdapter.for_pipeline(pipe).prediction == "v_prediction"
+    eps_spec = TrainSpec("t2i", TINY, {**TRAIN, "steps": 2}, "linear", SCHED, seed=0)
+    assert spec.fingerprint("d") != eps_spec.fingerprint("d")
+    with pytest.raises(ValueError, match="models.lowres.objective: v_prediction is implemented for t2i only"):
+        TrainSpec("lowres", {**TINY, "objective": "v_prediction"}, TRAIN, "linear", SCHED)
 
 
 # ------------------------------------------------------------------ the loop

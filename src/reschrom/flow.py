@@ -39,7 +39,7 @@ from reschrom.denoisers import eps_from_flow_velocity
 MODEL_FILE = "reschrom_model.json"
 """The file that marks a project model folder (written instead of ``model_index.json``)."""
 CLASS_NAME = "FlowTextToImage"
-OBJECTIVES = ("epsilon", "flow_matching")
+OBJECTIVES = ("epsilon", "v_prediction", "flow_matching")
 TIMESTEP_SCALE = 1000.0
 """The UNet's timestep is σ·TIMESTEP_SCALE (diffusers' ``num_train_timesteps``)."""
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")

@@ -134,6 +134,8 @@ def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_di
         norm_num_groups=int(cfg.get("norm_num_groups", 8)),
         cross_attention_dim=int(cross_attention_dim),
         attention_head_dim=int(cfg.get("attention_head_dim", 8)),
+        addition_embed_type=cfg.get("addition_embed_type"),
+        addition_embed_type_num_heads=int(cfg.get("addition_embed_type_num_heads", 4)),
     )
 
 

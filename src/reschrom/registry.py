@@ -3,8 +3,8 @@
 Kinds (docs/DESIGN.md, "Models have one home"):
 
 * ``trained`` — trained by this workflow from its ``task`` (``lowres`` eq. 20, ``residual``
-  eq. 21, ``level`` eq. 23, ``t2i`` text-to-image with ``objective`` ``epsilon`` or
-  ``flow_matching``); architecture and ``train`` settings live in the entry; the folder is
+  eq. 21, ``level`` eq. 23, ``t2i`` text-to-image with ``objective`` ``epsilon``,
+  ``v_prediction`` or ``flow_matching``); architecture and ``train`` settings live in the entry; the folder is
   ``results/models/{data.name}/{name}`` (``level`` expands to ``level_0 … level_{M-1}``);
 * ``pipeline`` — any diffusers pipeline: ``path`` is a hub id or a local folder, ``dtype``;
 * ``oracle`` — the analytic Gaussian-mixture oracle (exact ε at any resolution);
@@ -166,10 +166,12 @@ def check_registry(config: Mapping[str, Any]) -> None:
         kind = e.get("kind")
         if kind == "trained":
             task = e.get("task")
-            if task == "t2i" and e.get("objective", "epsilon") == "epsilon" and "shift" in e:
+            if task == "t2i" and e.get("objective", "epsilon") != "flow_matching" and "shift" in e:
                 raise RegistryError(f"config key 'models.{name}.shift': only a flow_matching objective has a shift")
             if task != "t2i" and ("objective" in e and e["objective"] != "epsilon"):
                 raise RegistryError(f"config key 'models.{name}.objective': task {task} trains ε-prediction only")
+            if task != "t2i" and e.get("addition_embed_type") is not None:
+                raise RegistryError(f"config key 'models.{name}.addition_embed_type': task {task} has no text to embed (t2i only)")
         if kind == "module":
             try:
                 check_module_spec(name, e)

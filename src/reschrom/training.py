@@ -51,17 +51,26 @@ from reschrom.schedules import DiscreteSchedule
 
 KINDS = ("lowres", "residual", "level", "t2i")
 OBJECTIVES = flow.OBJECTIVES
-"""``objective`` of a model block: ε-prediction (all kinds) or rectified flow (``t2i`` only)."""
+"""``objective`` of a model block: ε-prediction (all kinds), v-prediction or rectified flow
+(``t2i`` only)."""
 
 
-def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-γ loss weights min(SNR, γ)/SNR for ε-prediction (Hang et al. 2023).
+def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The v-prediction target v = √ᾱ·ε − √(1−ᾱ)·x0 (Salimans & Ho 2022) at x_t of eq. 1; the
+    model's ε follows as ε = √ᾱ·v + √(1−ᾱ)·x_t, so E[v | x_t] gives E[ε | x_t]."""
+    ab = alpha_bar.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    return ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+
+
+def min_snr_weights(alpha_bar: torch.Tensor, gamma: float, objective: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-γ loss weights (Hang et al. 2023): min(SNR, γ)/SNR for ε-prediction,
+    min(SNR, γ)/(SNR + 1) for v-prediction (the same weight on the x0 error).
 
     A per-sample positive weight: the minimiser of the loss is still E[ε | x_t] at every t,
     so eq. 20–23 keep their meaning; training converges faster on few steps.
     """
     snr = alpha_bar.double() / (1.0 - alpha_bar.double())
-    return (snr.clamp(max=gamma) / snr).float()
+    return (snr.clamp(max=gamma) / (snr + 1.0 if objective == "v_prediction" else snr)).float()
 
 
 # --------------------------------------------------------------------------------------
@@ -90,8 +99,8 @@ class TrainSpec:
             raise ValueError(f"training.num_levels: level {self.level} is outside 0 … {self.num_levels - 1}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"models.{self.kind}.objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
-        if self.flow and self.kind != "t2i":
-            raise ValueError(f"models.{self.kind}.objective: flow_matching is implemented for t2i only")
+        if self.objective != "epsilon" and self.kind != "t2i":
+            raise ValueError(f"models.{self.kind}.objective: {self.objective} is implemented for t2i only")
         if not self.shift > 0:
             raise ValueError(f"models.{self.kind}.shift must be positive, got {self.shift}")
 
@@ -193,6 +202,7 @@ class _Bundle:
             if spec.flow:
                 self.pipe = models.build_flow_t2i(self.tokenizer, spec.model_cfg, sample_size)
             else:
+                self.scheduler.register_to_config(prediction_type=spec.objective)
                 self.pipe = models.build_t2i_pipeline(self.tokenizer, spec.model_cfg, self.scheduler, sample_size)
             self.modules = {"unet": self.pipe.unet, "text_encoder": self.pipe.text_encoder}
         else:
@@ -415,7 +425,7 @@ def train(
             ab = alphas[t]
             x_t = forward_diffuse(x0, noise, ab.to(dev))
             timestep = t.to(dev)
-            target = noise
+            target = v_target(x0, noise, ab.to(dev)) if spec.objective == "v_prediction" else noise
         with autocast:
             if spec.kind == "t2i":
                 texts = ["" if d else caps[i] for i, d in zip(idx.tolist(), drop.tolist())]
@@ -431,7 +441,7 @@ def train(
                 if spec.kind == "residual":
                     target = residual_target(noise, k)
         if snr_gamma and ab is not None:
-            loss = (min_snr_weights(ab, snr_gamma).to(dev) * (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))).mean()
+            loss = (min_snr_weights(ab, snr_gamma, spec.objective).to(dev) * (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))).mean()
         else:
             loss = F.mse_loss(pred.float(), target.float())
         if not torch.isfinite(loss):
@@ -543,12 +553,16 @@ def sample_images(
     """Samples in [-1, 1] of a saved model folder with a DDIM scheduler of ``steps`` steps.
 
     Unconditional (``DDPMPipeline``) folders give ``n`` samples; text-conditional
-    (``IFPipeline``) folders give one sample per prompt, with classifier-free guidance.
+    (``IFPipeline``) folders give one sample per prompt, with classifier-free guidance;
+    rectified-flow folders (``FlowTextToImage``) too, through the project's DDIM (eq. 4) with
+    CFG (eq. 5) over the model's own schedule (:func:`reschrom.denoisers.sample_cfg`).
     """
     from diffusers import DDIMScheduler
 
     from reschrom.models import load_pipeline
 
+    if os.path.isfile(os.path.join(os.fspath(folder), "reschrom_model.json")):
+        return _sample_flow(folder, prompts, steps, guidance_scale, seed, device, batch_size)
     pipe = load_pipeline(folder, device)
     sched_cfg = dict(pipe.scheduler.config)
     pipe.scheduler = DDIMScheduler.from_config(sched_cfg)
@@ -568,6 +582,24 @@ def sample_images(
             x = pipe(ps[i : i + batch_size], num_inference_steps=steps, guidance_scale=guidance_scale,
                      generator=gen, output_type="pt", clean_caption=False).images
             outs.append(x.float().cpu())
+    return torch.cat(outs).clamp(-1, 1)
+
+
+def _sample_flow(folder: str | os.PathLike, prompts: Sequence[str] | None, steps: int, guidance_scale: float,
+                 seed: int, device: str, batch_size: int) -> torch.Tensor:
+    """:func:`sample_images` for a rectified-flow text-to-image folder (one sample per prompt)."""
+    from reschrom.denoisers import ModuleModel, initial_noise, sample_cfg
+    from reschrom.flow import load_flow_t2i
+
+    if prompts is None:
+        raise ValueError(f"{folder}: a text-to-image model samples one image per prompt; give prompts")
+    model = ModuleModel.from_object("t2i", load_flow_t2i(folder, device=device), device=device)
+    ps, outs = list(prompts), []
+    for i in range(0, len(ps), batch_size):
+        chunk = ps[i : i + batch_size]
+        x_T = initial_noise(model, len(chunk), int(seed) + i)
+        outs.append(sample_cfg(model, [model.encode(chunk)], model.null_condition(len(chunk)),
+                               guidance_scale=guidance_scale, num_inference_steps=steps, x_T=x_T).float().cpu())
     return torch.cat(outs).clamp(-1, 1)
 
 
