@@ -115,6 +115,8 @@ def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_di
     splits them under classifier-free guidance. The project trains only the first C (ε); with
     the scheduler's ``variance_type="fixed_small"`` the pipeline discards the other C.
     The flow-matching model (:func:`build_flow_t2i`) asks for ``out_channels=3`` (velocity only).
+    ``addition_embed_type: text`` adds diffusers' ``TextTimeEmbedding`` (attention pooling of the
+    text states, added to the time embedding) as IF-I's UNet has it.
     """
     from diffusers import UNet2DConditionModel
 
@@ -135,7 +137,8 @@ def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_di
         cross_attention_dim=int(cross_attention_dim),
         attention_head_dim=int(cfg.get("attention_head_dim", 8)),
         addition_embed_type=cfg.get("addition_embed_type"),
-        addition_embed_type_num_heads=int(cfg.get("addition_embed_type_num_heads", 4)),
+        # the pooling attention's heads must divide the text width
+        addition_embed_type_num_heads=4 if int(cross_attention_dim) % 4 == 0 else 1,
     )
 
 
