@@ -301,3 +301,21 @@ def test_config_errors_are_one_line():
         with pytest.raises(ConfigError) as e:
             validate_config(cfg, root / "schemas" / "config.schema.yaml")
         assert key in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_sample_images_reads_flow_folders_through_the_project_ddim(tmp_path, shapes16):
+    from reschrom.training import caption_accuracy, sample_images
+
+    x, caps = shapes16
+    cfg = {**TINY, "objective": "flow_matching", "addition_embed_type": "text"}
+    spec = TrainSpec("t2i", cfg, {**TRAIN, "steps": 2, "snr_gamma": None}, "linear", SCHED, seed=0)
+    train(spec, x, tmp_path / "flow", tmp_path / "ck", caps, "cpu", threads=1)
+    a = sample_images(tmp_path / "flow", caps[:3], steps=3, guidance_scale=2.0, seed=1, batch_size=2)
+    b = sample_images(tmp_path / "flow", caps[:3], steps=3, guidance_scale=2.0, seed=1, batch_size=2)
+    assert a.shape == (3, 3, 16, 16) and torch.isfinite(a).all() and a.abs().max() <= 1
+    assert torch.equal(a, b)  # seeded
+    assert not torch.equal(a, sample_images(tmp_path / "flow", caps[:3], steps=3, guidance_scale=2.0, seed=2, batch_size=2))
+    acc = caption_accuracy(a, caps[:3])
+    assert list(acc.columns[:3]) == ["prompt", "colour", "shape"] and len(acc) == 3
+    with pytest.raises(ValueError, match="one image per prompt"):
+        sample_images(tmp_path / "flow", None, n=2, steps=2)
