@@ -264,26 +264,19 @@ def parse_config_item(item: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def merge_config(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Snakemake's ``update_config``: nested mappings merge key by key, anything else replaces."""
-    for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
-            merge_config(base[k], v)
-        else:
-            base[k] = _copy(v)
-    return base
-
-
 def check_files(files: list[str | Path], items: list[str], root: str | Path) -> dict[str, Any]:
     """The config the workflow would see: ``root/config.yaml``, then ``files`` in order, then
-    ``--config`` ``items``, validated. Raises :class:`ConfigError` (one line)."""
+    ``--config`` ``items``, merged with Snakemake's own ``update_config`` and validated.
+    Raises :class:`ConfigError` (one line)."""
+    from snakemake.utils import update_config
+
     root = Path(root)
     config = load_config_file(root / "config.yaml")
     for f in files:
-        merge_config(config, load_config_file(f))
+        update_config(config, load_config_file(f))
     for item in items:
         k, v = parse_config_item(item)
-        merge_config(config, {k: v})
+        update_config(config, {k: v})
     return validate_config(config, root / "schemas" / "config.schema.yaml")
 
 
