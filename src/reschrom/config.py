@@ -241,27 +241,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_config_item(item: str) -> tuple[str, Any]:
-    """One ``--config KEY=VALUE`` item as Snakemake reads it (the value typed as YAML).
+def parse_config_item(item: str) -> dict[str, Any]:
+    """One ``--config KEY=VALUE`` item exactly as Snakemake reads it (``snakemake.cli.parse_config``),
+    its errors as one line. A dotted key (``theory.n_t=50``) is not Snakemake syntax: the line
+    shows the accepted form (``--config 'theory={n_t: 50}'``)."""
+    from snakemake.cli import parse_config
 
-    A dotted key (``theory.n_t=50``) is not Snakemake syntax: one line showing the accepted
-    form (``--config 'theory={n_t: 50}'``)."""
-    if "=" not in item:
-        raise ConfigError(f"--config {item!r}: expected KEY=VALUE, e.g. --config seed=1")
     key, _, value = item.partition("=")
-    if "." in key:
+    if "=" in item and "." in key:
         head, _, rest = key.partition(".")
-        nested = "{" + ": {".join(rest.split(".")) + f": {value}" + "}" * len(rest.split("."))
+        parts = rest.split(".")
+        nested = "{" + ": {".join(parts) + f": {value}" + "}" * len(parts)
         raise ConfigError(
             f"--config {item!r}: dotted keys are not accepted; nest the value instead: --config '{head}={nested}'"
         )
-    if not key.isidentifier():
-        raise ConfigError(f"--config {item!r}: {key!r} is not a config key")
     try:
-        parsed = yaml.safe_load(value) if value else value
-    except yaml.YAMLError:
-        parsed = value
-    return key, parsed
+        return parse_config([item])
+    except ValueError as err:
+        raise ConfigError(f"--config {item!r}: {err}") from None
 
 
 def check_files(files: list[str | Path], items: list[str], root: str | Path) -> dict[str, Any]:
@@ -275,8 +272,7 @@ def check_files(files: list[str | Path], items: list[str], root: str | Path) -> 
     for f in files:
         update_config(config, load_config_file(f))
     for item in items:
-        k, v = parse_config_item(item)
-        update_config(config, {k: v})
+        update_config(config, parse_config_item(item))
     return validate_config(config, root / "schemas" / "config.schema.yaml")
 
 
