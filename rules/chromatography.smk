@@ -21,6 +21,7 @@ for _name, _model, _shard, _prompts in get_chromatography_shards():
             f"results/logs/guidance_dump/{_model}/{_shard}.log",
         benchmark:
             f"results/benchmarks/guidance_dump/{_model}/{_shard}.tsv"
+        priority: 5
         params:
             name=_model,
             model=get_model_load_spec(_model),
@@ -49,6 +50,7 @@ rule guidance_tensors:
     wildcard_constraints:
         model=get_chromatography_model_pattern(),
         prompt_id=PROMPT_ID_PATTERN,
+    priority: 5
     params:
         model=lambda wc: get_model_load_spec(wc.model),
         settings=lambda wc: get_chromatography_run_spec(wc.model),

@@ -219,12 +219,16 @@ def get_t2i_data(wildcards):
     }
 
 
+def get_trained_models(wildcards):
+    """{name: folder} of every trained model of the run on {dataset} (the loss-curve figure)."""
+    return {n: f"results/models/{wildcards.dataset}/{n}" for n in get_model_names()}
+
+
 def get_training_outputs():
     names = get_model_names()
     ds = config["data"]["name"]
-    return expand("results/models/{dataset}/{model}", dataset=ds, model=names) + expand(
-        "results/figures/loss_{dataset}_{model}.png", dataset=ds, model=names
-    )
+    figure = [f"results/figures/loss_{ds}.png"] if names else []
+    return expand("results/models/{dataset}/{model}", dataset=ds, model=names) + figure
 
 
 # ---- chromatography (rules/chromatography.smk) --------------------------------
@@ -425,8 +429,6 @@ def get_spectra_outputs():
 
 # ---- upscale (rules/upscale.smk) ----------------------------------------------
 
-UPSCALE_VARIANTS = "full|no_time_adjustment|no_intensity_rescaling|neither|nearest|bicubic|multilevel"
-
 
 def get_upscale_dataset():
     """{dataset} of the upscaling outputs: data.name for trained models, 'analytic' for the
@@ -436,19 +438,29 @@ def get_upscale_dataset():
     return config["data"]["name"]
 
 
+def get_upscale_variant_files(ext):
+    """Output pattern of each configured variant's file (`safetensors` samples or `png` grid)."""
+    return [f"results/upscale/{{dataset}}/samples/{v}.{ext}" for v in config["upscale"]["variants"]]
+
+
 def get_upscale_models(wildcards):
-    """Model folders variant {variant} samples from: lowres + residual (eq. 22), lowres alone
-    (upsampled baselines), level_0 … level_{M-1} (eq. 24); none for the analytic source."""
+    """Model folders the configured variants sample from, each once: lowres + residual (eq. 22),
+    lowres alone (upsampled baselines), level_0 … level_{M-1} (eq. 24); none for the analytic
+    source."""
     if config["upscale"]["source"] == "analytic":
         return {}
     root = f"results/models/{wildcards.dataset}"
     names = config["upscale"]["models"]
-    if wildcards.variant in ("nearest", "bicubic"):
-        return {"lowres": f"{root}/{names['lowres']}"}
-    if wildcards.variant == "multilevel":
-        M = int(config["training"]["num_levels"])
-        return {f"level_{m}": f"{root}/level_{m}" for m in range(M)}
-    return {"lowres": f"{root}/{names['lowres']}", "residual": f"{root}/{names['residual']}"}
+    out = {}
+    for variant in config["upscale"]["variants"]:
+        if variant == "multilevel":
+            M = int(config["training"]["num_levels"])
+            out.update({f"level_{m}": f"{root}/level_{m}" for m in range(M)})
+        else:
+            out["lowres"] = f"{root}/{names['lowres']}"
+            if variant not in ("nearest", "bicubic"):
+                out["residual"] = f"{root}/{names['residual']}"
+    return out
 
 
 def get_upscale_data(wildcards):

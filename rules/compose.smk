@@ -18,6 +18,7 @@ rule compose_pair:
     wildcard_constraints:
         model=COMPOSE_MODELS,
         pair_id="[a-z0-9-]+",
+    priority: 5
     params:
         model=lambda wc: get_model_load_spec(wc.model),
         settings=lambda wc: get_stage_settings("compose", wc.model, drop=("pairs", "templates")),

@@ -13,6 +13,7 @@ rule prepare_dataset:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    priority: 20
     params:
         data=lambda wc: get_data_config(wc.dataset),
         seed=config["seed"],
@@ -38,6 +39,7 @@ rule downsample:
         dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
         split="train|test",
         m="[1-9][0-9]*",
+    priority: 20
     params:
         kernel=config["kernel"],
     threads: get_threads("data")

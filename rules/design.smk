@@ -106,6 +106,7 @@ rule design_nfe:
         "results/benchmarks/design_nfe/{model}.tsv"
     wildcard_constraints:
         model=get_design_nfe_pattern(),
+    priority: 5
     params:
         settings=get_design_nfe_settings(),
         kernel=config["kernel"],

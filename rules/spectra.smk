@@ -13,6 +13,7 @@ rule x0_spectra:
         "results/benchmarks/x0_spectra/{model}.tsv"
     wildcard_constraints:
         model=SPECTRA_MODELS,
+    priority: 5
     params:
         model=lambda wc: get_model_load_spec(wc.model),
         settings=lambda wc: get_spectra_spec(wc.model),

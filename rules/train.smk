@@ -1,4 +1,7 @@
 # Training (§4.2, eq. 20–23): one job per model, each a diffusers pipeline folder.
+# Priorities (longest first): data 20, training 10, other model-loading jobs 5, the rest 0. Of the
+# jobs that are ready, the long ones heading long chains start first and the quick plots and tables
+# fill the cores around them.
 
 
 rule train_lowres:
@@ -12,6 +15,7 @@ rule train_lowres:
         "results/benchmarks/train_lowres/{dataset}_{model}.tsv"
     wildcard_constraints:
         model=get_trained_pattern("lowres"),
+    priority: 10
     params:
         kind="lowres",
         level=0,
@@ -42,6 +46,7 @@ rule train_residual:
         "results/benchmarks/train_residual/{dataset}_{model}.tsv"
     wildcard_constraints:
         model=get_trained_pattern("residual"),
+    priority: 10
     params:
         kind="residual",
         level=0,
@@ -72,6 +77,7 @@ rule train_level:
         "results/benchmarks/train_level/{dataset}_{m}.tsv"
     wildcard_constraints:
         m="[0-9]+",
+    priority: 10
     params:
         kind="level",
         level=lambda wc: int(wc.m),
@@ -102,6 +108,7 @@ rule train_t2i:
         "results/benchmarks/train_t2i/{dataset}_{model}.tsv"
     wildcard_constraints:
         model=get_trained_pattern("t2i"),
+    priority: 10
     params:
         kind="t2i",
         level=0,
@@ -123,22 +130,16 @@ rule train_t2i:
 
 rule plot_training_loss:
     input:
-        "results/models/{dataset}/{model}",
+        unpack(get_trained_models),
     output:
         report(
-            "results/figures/loss_{dataset}_{model}.png",
+            "results/figures/loss_{dataset}.png",
             caption="../report/training_loss.rst",
             category="Training (§4.2)",
-            labels={
-                "figure": "loss curve",
-                "model": "{model}",
-                "dataset": "{dataset}",
-            },
+            labels={"figure": "loss curves", "dataset": "{dataset}"},
         ),
     log:
-        "results/logs/plot_training_loss/{dataset}_{model}.log",
-    wildcard_constraints:
-        model=get_trained_pattern(),
+        "results/logs/plot_training_loss/{dataset}.log",
     params:
         dpi=config["figures"]["dpi"],
     threads: get_threads("plot")

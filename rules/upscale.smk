@@ -1,20 +1,21 @@
-# Cascaded upscaling (§4.2, Fig. 5–6, eq. 22, 24): one sampling job per variant, one metrics
-# table, two figures. Sampling params live in params, so re-plotting never resamples.
+# Cascaded upscaling (§4.2, Fig. 5–6, eq. 22, 24): one sampling job per dataset that loads the
+# models once and writes every variant, one metrics table, two figures. Sampling params live in
+# params, so re-plotting never resamples.
 
 
 rule upscale_sample:
     input:
         unpack(get_upscale_models),
     output:
-        samples="results/upscale/{dataset}/samples/{variant}.safetensors",
-        grid="results/upscale/{dataset}/samples/{variant}.png",
+        samples=get_upscale_variant_files("safetensors"),
+        grids=get_upscale_variant_files("png"),
     log:
-        "results/logs/upscale_sample/{dataset}_{variant}.log",
+        "results/logs/upscale_sample/{dataset}.log",
     benchmark:
-        "results/benchmarks/upscale_sample/{dataset}_{variant}.tsv"
-    wildcard_constraints:
-        variant=UPSCALE_VARIANTS,
+        "results/benchmarks/upscale_sample/{dataset}.tsv"
+    priority: 5
     params:
+        variants=config["upscale"]["variants"],
         sampling=get_upscale_sampling_params(),
         kernel=config["kernel"],
         device=config["device"],

@@ -2,11 +2,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from reschrom.plots_training import plot_training_log
+from reschrom.plots_training import plot_training_logs
 
-plot_training_log(
-    snakemake.input[0],
+plot_training_logs(
+    dict(snakemake.input.items()),
     snakemake.output[0],
-    title=f"{snakemake.wildcards.model} — {snakemake.wildcards.dataset}",
+    dataset=snakemake.wildcards.dataset,
     dpi=snakemake.params.dpi,
 )

@@ -294,6 +294,32 @@ def test_training_loss_figure(tmp_path, figures, dpi, flow):
     assert label == ("velocity MSE" if flow else "ε-prediction MSE")
 
 
+@pytest.mark.parametrize("dpi", DPIS)
+def test_training_loss_panels_one_per_model(tmp_path, figures, dpi):
+    """One job draws every model's curve: a panel per model, titled by its name, the flow
+    folder's panel labelled with the velocity MSE; an empty mapping is an error naming the file."""
+    steps = np.arange(1, 51)
+    dirs = {}
+    for i, name in enumerate(["lowres", "residual", "toy_flow"]):
+        d = tmp_path / name
+        d.mkdir()
+        log = pd.DataFrame({"step": steps, "loss": (i + 1.0) / np.sqrt(steps), "lr": 1e-3, "images_per_s": 100.0})
+        write_parquet(log, d / "training_log.parquet")
+        if name == "toy_flow":
+            (d / plots_training.FLOW_MODEL_FILE).write_text(json.dumps({"class": plots_training.FLOW_CLASS_NAME}))
+        dirs[name] = d
+    plots_training.plot_training_logs(dirs, tmp_path / "loss.png", dataset="shapes", dpi=dpi)
+    _check(figures, dpi)
+    axes = [ax for ax in figures[0][0].axes if ax.get_visible()]
+    assert [ax.get_title().split(" — ")[0] for ax in axes] == list(dirs)
+    assert [ax.get_ylabel() for ax in axes] == ["ε-prediction MSE", "ε-prediction MSE", "velocity MSE"]
+    # each panel plots its own model's log: the running means differ by the factor written above
+    firsts = [ax.get_lines()[0].get_ydata()[0] for ax in axes]
+    np.testing.assert_allclose(firsts, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="none.png"):
+        plots_training.plot_training_logs({}, tmp_path / "none.png")
+
+
 def test_flow_constants_match_flow_module():
     from reschrom import flow
 

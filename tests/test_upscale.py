@@ -128,6 +128,26 @@ def test_tiny_unets_every_variant(tiny_dirs, tmp_path, variant):
         assert x.abs().max() <= 1 + 1e-4
 
 
+def test_one_job_for_all_variants_equals_one_job_each(tiny_dirs, tmp_path):
+    """run_variants loads the folders once and writes every variant; each file holds bitwise
+    the samples of a run of that variant alone (the per-variant seeds do not depend on the others)."""
+    from safetensors.torch import load_file
+
+    variants = ["full", "nearest", "multilevel"]
+    kw = dict(num_samples=3, num_inference_steps=3, batch_size=2, device="cpu")
+    outs = [tmp_path / f"all_{v}.safetensors" for v in variants]
+    upscale.run_variants(variants, outs, [tmp_path / f"all_{v}.png" for v in variants], "trained", tiny_dirs, **kw)
+    for v, out in zip(variants, outs):
+        alone = tmp_path / f"one_{v}.safetensors"
+        upscale.run_variant(v, alone, tmp_path / f"one_{v}.png", "trained", tiny_dirs, **kw)
+        a, b = load_file(str(out)), load_file(str(alone))
+        assert a.keys() == b.keys() and a
+        for k in a:
+            assert torch.equal(a[k], b[k]), (v, k)
+    with pytest.raises(ValueError, match="2 variants, 1 sample files"):
+        upscale.run_variants(["full", "nearest"], [outs[0]], outs[:2], "trained", tiny_dirs, **kw)
+
+
 def test_missing_model_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="lowres"):
         upscale.load_model(tmp_path / "lowres")

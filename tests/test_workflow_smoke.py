@@ -109,10 +109,10 @@ INTERRUPTIONS = [
     ("train_t2i", "results/models/shapes/toy",
      ["results/models/shapes/toy", "results/checkpoints/shapes/toy", "results/logs/train_t2i/shapes_toy.log"],
      "results/checkpoints/shapes/toy/*", "results/models/shapes/toy/"),
-    # killed while sampling an upscaling variant
+    # killed while sampling the upscaling variants (one job writes them all)
     ("upscale_sample", "results/upscale/shapes/samples/full.safetensors",
-     ["results/upscale/shapes/samples/full.*", "results/logs/upscale_sample/shapes_full.log"],
-     "results/logs/upscale_sample/shapes_full.log", "results/upscale/shapes/samples/full"),
+     ["results/upscale/shapes/samples", "results/logs/upscale_sample/shapes.log"],
+     "results/logs/upscale_sample/shapes.log", "results/upscale/shapes/samples/"),
     # killed while dumping: the atomic write leaves no partial Parquet behind
     ("guidance_dump", "results/chromatography/oracle.parquet",
      ["results/guidance/oracle", "results/chromatography/oracle*", "results/logs/guidance_dump/oracle"],

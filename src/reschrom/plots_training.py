@@ -1,9 +1,10 @@
-"""The loss curve of a trained model, from its ``training_log.parquet`` (no torch import)."""
+"""Loss curves of trained models, from their ``training_log.parquet`` files (no torch import)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -28,11 +29,8 @@ def _is_flow_folder(folder: str | os.PathLike) -> bool:
         return False
 
 
-def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, title: str = "", dpi: int = 110) -> None:
-    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet
-    (the ε-prediction MSE, or the velocity MSE of a flow-matching folder)."""
+def _draw_log(ax, model_dir: str | os.PathLike, title: str) -> None:
     df = read_parquet(Path(model_dir) / "training_log.parquet")
-    fig, ax = plt.subplots(figsize=(5.5, 3.2), layout=LAYOUT)
     ax.plot(df["step"], df["loss"], lw=0.5, alpha=0.35, color="tab:blue", label="per step")
     win = max(len(df) // 30, 1)
     ax.plot(df["step"], df["loss"].rolling(win, min_periods=1).mean(), color="tab:blue", lw=1.6,
@@ -43,4 +41,28 @@ def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, titl
     ips = float(np.median(df["images_per_s"])) if len(df) else float("nan")
     ax.set_title(wrap(f"{title}  ({ips:.0f} images/s)", 56), fontsize=10)
     ax.legend(fontsize=7)
+
+
+def plot_training_log(model_dir: str | os.PathLike, out: str | os.PathLike, title: str = "", dpi: int = 110) -> None:
+    """Loss curve of a trained model (raw per step and a running mean) from its training_log.parquet
+    (the ε-prediction MSE, or the velocity MSE of a flow-matching folder)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2), layout=LAYOUT)
+    _draw_log(ax, model_dir, title)
+    save_figure(fig, out, dpi)
+
+
+def plot_training_logs(model_dirs: Mapping[str, str | os.PathLike], out: str | os.PathLike, dataset: str = "",
+                       dpi: int = 110, ncols: int = 2) -> None:
+    """One panel per trained model (:func:`plot_training_log`'s curve), titled by its name: the
+    loss curves of every model trained on ``dataset``, drawn by one job."""
+    if not model_dirs:
+        raise ValueError(f"{out}: no trained models to plot")
+    n = len(model_dirs)
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), layout=LAYOUT, squeeze=False)
+    for ax, (name, folder) in zip(axes.flat, model_dirs.items()):
+        _draw_log(ax, folder, f"{name} — {dataset}" if dataset else name)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
     save_figure(fig, out, dpi)

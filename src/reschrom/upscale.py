@@ -358,10 +358,10 @@ def save_grid(x: torch.Tensor, path: str | os.PathLike, ncol: int = 8, scale: in
         Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g).save(tmp, format="PNG")
 
 
-def run_variant(
-    variant: str,
-    out_samples: str | os.PathLike,
-    out_grid: str | os.PathLike,
+def run_variants(
+    variants: Sequence[str],
+    out_samples: Sequence[str | os.PathLike],
+    out_grids: Sequence[str | os.PathLike],
     source: str = "trained",
     model_dirs: Mapping[str, Any] | None = None,
     analytic: Mapping[str, Any] | None = None,
@@ -377,10 +377,20 @@ def run_variant(
     device: str = "auto",
     threads: int | None = None,
 ) -> None:
-    """Sample one variant (trained model folders or the analytic model) and write its
-    safetensors (``images``, ``lowres`` for low-res variants) and a PNG grid of the first 16."""
+    """Sample every variant of one dataset in one process: the model folders (the union of what
+    the variants need) are loaded once, then each variant writes its safetensors (``images``,
+    ``lowres`` for low-res variants) and a PNG grid of the first 16, each file atomically.
+
+    A variant's samples do not depend on which other variants run with it (each starts from the
+    same seeded noise, :func:`sample_variant`), so they equal :func:`run_variant`'s bitwise.
+    """
+    if not (len(variants) == len(out_samples) == len(out_grids)):
+        raise ValueError(f"upscale: {len(variants)} variants, {len(out_samples)} sample files and "
+                         f"{len(out_grids)} grids")
     if threads:
         torch.set_num_threads(int(threads))
+    from tqdm.auto import tqdm
+
     from reschrom.pipelines import resolve_device
 
     dev = resolve_device(device)
@@ -390,14 +400,29 @@ def run_variant(
         models = load_models(model_dirs or {}, dev)
     else:
         raise ValueError(f"upscale source {source!r} is unknown; allowed: trained, analytic")
-    out = sample_variant(
-        variant, models, num_samples, num_inference_steps, seed, batch_size, sampler, threshold, eta,
-        kernel, dev,
-    )
-    meta = dict(variant=variant, source=source, seed=seed, steps=num_inference_steps, sampler=sampler,
-                threshold=threshold, eta=eta)
-    save_samples(out, out_samples, meta)
-    save_grid(out["images"][:16], out_grid, 8)
+    for variant, out_s, out_g in tqdm(list(zip(variants, out_samples, out_grids)), desc="upscale variants",
+                                      unit="variant"):
+        out = sample_variant(
+            variant, models, num_samples, num_inference_steps, seed, batch_size, sampler, threshold, eta,
+            kernel, dev,
+        )
+        meta = dict(variant=variant, source=source, seed=seed, steps=num_inference_steps, sampler=sampler,
+                    threshold=threshold, eta=eta)
+        save_samples(out, out_s, meta)
+        save_grid(out["images"][:16], out_g, 8)
+
+
+def run_variant(
+    variant: str,
+    out_samples: str | os.PathLike,
+    out_grid: str | os.PathLike,
+    source: str = "trained",
+    model_dirs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Sample one variant (trained model folders or the analytic model): :func:`run_variants`
+    with one variant; ``kwargs`` are its sampling settings."""
+    run_variants([variant], [out_samples], [out_grid], source, model_dirs, **kwargs)
 
 
 def write_analytic_reference(out: str | os.PathLike, analytic: Mapping[str, Any], num_samples: int, seed: int) -> None:
