@@ -65,7 +65,7 @@ def invalid_config(draw):
     return cfg, list(map(str, path))
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=invalid_config())
 def test_invalid_config_one_line_naming_key(case):
     cfg, path = case

@@ -1,6 +1,6 @@
-"""The artifact report: ``snakemake --report`` for the smoke theory targets and the three key tables
-(the oracle's agreement and composing shares, the analytic upscaling metrics: no training needed),
-checked as data and in a headless Chromium.
+"""The artifact report: ``snakemake --report`` on a copy of the session's smoke run, for its theory
+targets and three key tables (the oracle's agreement, the toy model's composing shares, the
+upscaling metrics), checked as data and in a headless Chromium.
 
 Snakemake 9 writes a single-page React app; every result sits in a ``var results = {...}`` JSON
 blob with its caption, labels and the file itself as a base64 ``data_uri``, and the app shows a
@@ -23,11 +23,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from workflow_utils import copy_workflow, snakemake
+from workflow_utils import REPO, SMOKE, copy_run, snakemake
 
 pytestmark = pytest.mark.workflow
 
-SCHEDULES = ["linear"]
+SMOKE_CONFIG = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
+SCHEDULES = SMOKE_CONFIG["theory"]["schedules"]
 FIGURES = [
     "results/figures/time_adjustment_linear.png",
     "results/figures/chromatography_theory_linear.png",
@@ -35,18 +36,10 @@ FIGURES = [
 ]
 TABLES = [
     "results/tables/agreement_oracle.html",
-    "results/tables/compose_oracle.html",
-    "results/tables/upscale_analytic.html",
+    "results/tables/compose_toy.html",
+    "results/tables/upscale_shapes.html",
 ]
 TARGETS = ["results/theory/linear.parquet", *FIGURES, *TABLES]
-# the stages the tables need, with models that need no training
-RUN = {
-    "theory": {"schedules": SCHEDULES},
-    "chromatography": {"measure": ["oracle"]},
-    "compose": {"run": ["oracle"]},
-    "spectra": {"run": []},
-    "upscale": {"source": "analytic"},
-}
 # what a caption must cite: a paper figure, equation, theorem or section
 PAPER_REF = re.compile(r"Fig\.|Figure|eq\.|Theorem|§")
 
@@ -137,13 +130,10 @@ _CONSOLE = re.compile(r':CONSOLE[:(]\d+\)?\] "(.*)", source: ')
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """(workdir, report path, the report's results JSON) after running the smoke theory targets."""
-    wd = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
-    (wd / "one.yaml").write_text(yaml.safe_dump(RUN))
-    cfg = ["--configfile", "configs/smoke.yaml", "one.yaml"]
-    snakemake(wd, *TARGETS, "--cores", "2", *cfg)
-    proc = snakemake(wd, *TARGETS, *cfg, "--report", "results/report.html")
+def report(smoke_run, tmp_path_factory):
+    """(workdir, report path, the report's results JSON, its categories) of a copy of the smoke run."""
+    wd = copy_run(smoke_run.wd, tmp_path_factory.mktemp("report") / "wf")
+    proc = snakemake(wd, *TARGETS, *SMOKE, "--report", "results/report.html")
     # docutils reports rst problems of the landing page and captions on stderr, and goes on
     assert not re.search(r"\((WARNING|ERROR|SEVERE)/\d\)", proc.stdout + proc.stderr), proc.stderr[-3000:]
     html = (wd / "results/report.html").read_text()
@@ -184,12 +174,7 @@ def _js_string(html: str, name: str) -> str:
 
 
 def _smoke_config() -> dict:
-    from workflow_utils import REPO
-
-    cfg = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
-    for key, value in RUN.items():
-        cfg.setdefault(key, {}).update(value)
-    return cfg
+    return yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
 
 
 def test_report_embeds_every_figure_with_caption_category_labels(report):
@@ -237,14 +222,14 @@ def test_report_has_each_table_as_a_result_with_caption_from_the_config(report):
         category = next(c for c, sub in categories.items() for ps in sub.values() if path in ps)
         assert "§" in category, (path, category)
     # one row per variant, and captions that read the config
-    up = results["results/tables/upscale_analytic.html"]
+    up = results["results/tables/upscale_shapes.html"]
     variants = cfg["upscale"].get("variants")
     if variants:
         table = base64.b64decode(up["data_uri"].partition(";base64,")[2]).decode()
         assert table.count("<tr") == len(variants) + 1
         assert ", ".join(variants) in up["caption"]
     etas = ", ".join(str(float(e)) for e in cfg["compose"]["etas"])
-    assert "η ∈ {" + etas + "}" in results["results/tables/compose_oracle.html"]["caption"]
+    assert "η ∈ {" + etas + "}" in results["results/tables/compose_toy.html"]["caption"]
     steps = cfg["chromatography"]["overrides"]["oracle"].get("num_inference_steps", cfg["chromatography"]["num_inference_steps"])
     assert f"{steps} steps" in results["results/tables/agreement_oracle.html"]["caption"]
 
@@ -261,12 +246,13 @@ def test_report_landing_page_says_what_the_run_did_and_shows_the_tables(report):
     n_prompts = len(cfg["chromatography"]["overrides"]["oracle"]["prompts"])
     assert re.search(r"oracle \(oracle\): " + str(n_prompts) + r" prompt\(s\), \d+ steps", text), text[:3000]
     assert f"at {cfg['theory']['n_t']} time points" in text
-    assert "the exact Gaussian model (no training)" in text
+    residual = (cfg["upscale"].get("models") or {}).get("residual", "residual")  # the schema's default
+    assert f"residual model {residual} trained on {cfg['data']['name']}" in text, text[:3000]
     assert f"figures at {cfg['figures']['dpi']} dpi" in text
-    # the three tables inline, in paper order
+    # the tables of the report's targets inline, in paper order
     assert desc.count('<div class="reschrom-table">') == len(TABLES)
-    titles = ["Measured vs theoretical chromatography — oracle", "Upscaling metrics — analytic",
-              "Prompt composing: which levels follow the texture prompt — oracle"]  # fmt: skip
+    titles = ["Measured vs theoretical chromatography — oracle", "Upscaling metrics — shapes",
+              "Prompt composing: which levels follow the texture prompt — toy"]  # fmt: skip
     where = [text.find(t) for t in titles]
     assert -1 not in where and where == sorted(where), where
     assert "system-message" not in desc, "the landing page has rst errors"
