@@ -192,7 +192,7 @@ def analytic_models(
 
 
 def load_models(dirs: Mapping[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load the models one variant needs: ``dirs`` maps ``lowres``/``residual`` to a folder and
+    """Load the model folders the variants need, each once: ``dirs`` maps ``lowres``/``residual`` to a folder and
     ``levels`` to a list of folders, or ``level_0`` … ``level_{M-1}`` to one folder each (any
     may be absent)."""
     out: dict[str, Any] = {}
