@@ -168,6 +168,12 @@ def test_non_power_of_two_resolution_is_accepted_and_odd_rejected():
         ("toy", {"objective": "v_prediction", "shift": 3.0}, "models.toy.shift"),
         ("toy", {"objective": "x0"}, "models.toy.objective"),
         ("toy", {"addition_embed_type": "image"}, "models.toy.addition_embed_type"),
+        ("lowres", {"precondition": "flow_velocity"}, "models.lowres.precondition"),
+        ("toy", {"objective": "v_prediction", "precondition": "flow_velocity"}, "models.toy.precondition"),
+        ("toy", {"precondition": "edm"}, "models.toy.precondition"),
+        ("lowres", {"clip_sample": False}, "models.lowres.clip_sample"),
+        ("toy_flow", {"clip_sample": False}, "models.toy_flow.clip_sample"),
+        ("toy", {"clip_sample": 3}, "models.toy.clip_sample"),
     ],
 )
 def test_t2i_only_keys_are_rejected_elsewhere(model, change, key):
@@ -178,6 +184,7 @@ def test_t2i_only_keys_are_rejected_elsewhere(model, change, key):
 
 def test_v_prediction_t2i_validates():
     cfg = _cfg()
+    cfg["models"]["toy"].pop("precondition", None)  # a preconditioned model is an ε model
     cfg["models"]["toy"].update(objective="v_prediction", addition_embed_type="text")
     validate_config(cfg, SCHEMA)
     assert load_spec(cfg, "toy")["objective"] == "v_prediction"

@@ -108,7 +108,8 @@ def build_unet(cfg: Mapping[str, Any], sample_size: int) -> Any:
     )
 
 
-def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_dim: int, out_channels: int = 6) -> Any:
+def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_dim: int, out_channels: int = 6,
+                    cls: Any = None) -> Any:
     """A text-conditional ``UNet2DConditionModel`` (IF-style, pixel space, 3 → 6 channels).
 
     Like IF-I, the UNet outputs 2C channels, ε and a variance channel group; ``IFPipeline``
@@ -124,7 +125,7 @@ def build_cond_unet(cfg: Mapping[str, Any], sample_size: int, cross_attention_di
     ch = tuple(int(c) for c in cfg["block_out_channels"])
     if not any(att):
         raise ValueError("model config 'models.t2i.attention': at least one block needs cross-attention")
-    return UNet2DConditionModel(
+    return (cls or UNet2DConditionModel)(
         sample_size=sample_size,
         in_channels=3,
         out_channels=int(out_channels),
@@ -209,15 +210,23 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
 
     ``cfg`` is the ``models.t2i`` block (UNet sizes and a ``text_encoder`` block). The UNet has
     IF's 6 output channels (:func:`build_cond_unet`); only the first 3 (ε) are trained, and with
-    ``variance_type="fixed_small"`` IFPipeline discards the rest. The safety checker,
+    ``variance_type="fixed_small"`` IFPipeline discards the rest. With ``precondition:
+    flow_velocity`` in ``cfg`` the UNet is a :class:`reschrom.precondition.PreconditionedUNet2DConditionModel`
+    (it learns the flow velocity and answers ε over the scheduler's ᾱ_t). The safety checker,
     feature extractor and watermarker are left out (``requires_safety_checker=False``).
     """
     from diffusers import DDPMScheduler, IFPipeline
 
     enc = build_text_encoder(cfg, len(tokenizer))
     size = int(sample_size or cfg.get("sample_size", 16))
-    unet = build_cond_unet(cfg, size, enc.config.d_model)
     sched = scheduler if scheduler is not None else DDPMScheduler(variance_type="fixed_small")
+    if cfg.get("precondition"):
+        from reschrom.precondition import PreconditionedUNet2DConditionModel
+
+        unet = build_cond_unet(cfg, size, enc.config.d_model, cls=PreconditionedUNet2DConditionModel)
+        unet.set_precondition(str(cfg["precondition"]), sched.config)
+    else:
+        unet = build_cond_unet(cfg, size, enc.config.d_model)
     return IFPipeline(
         tokenizer=tokenizer,
         text_encoder=enc,

@@ -83,7 +83,8 @@ def load_pipeline(
     builders' output) or a hub id (``DeepFloyd/IF-I-XL-v1.0``, SD 1.5) on a machine with
     access. For float16 on a hub id the ``fp16`` variant is requested when it exists.
     IF's safety checker and watermarker are dropped (``None``): the probe studies the denoiser,
-    and they would download extra weights. Extra ``kwargs`` go to ``from_pretrained``.
+    and they would download extra weights. A folder whose UNet is
+    :class:`reschrom.precondition.PreconditionedUNet2DConditionModel` imports that module first. Extra ``kwargs`` go to ``from_pretrained``.
     """
     from diffusers import DiffusionPipeline
 
@@ -104,6 +105,8 @@ def load_pipeline(
         # checker) must be passed as None again, or from_pretrained looks for them
         index = json.loads((Path(path) / "model_index.json").read_text())
         kw.update({k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]})
+        if any(isinstance(v, list) and v[:1] == ["reschrom.precondition"] for v in index.values()):
+            import reschrom.precondition  # noqa: F401  (diffusers loads a custom class only from an imported module)
     if not local and "IF-" in path:
         kw.update(safety_checker=None, watermarker=None, feature_extractor=None)
         if dt == torch.float16:

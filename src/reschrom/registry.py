@@ -170,6 +170,10 @@ def check_registry(config: Mapping[str, Any]) -> None:
                 raise RegistryError(f"config key 'models.{name}.shift': only a flow_matching objective has a shift")
             if task != "t2i" and ("objective" in e and e["objective"] != "epsilon"):
                 raise RegistryError(f"config key 'models.{name}.objective': task {task} trains ε-prediction only")
+            if "precondition" in e and (task != "t2i" or e.get("objective", "epsilon") != "epsilon"):
+                raise RegistryError(f"config key 'models.{name}.precondition': only a t2i model with objective epsilon is preconditioned")
+            if "clip_sample" in e and (task != "t2i" or e.get("objective", "epsilon") == "flow_matching"):
+                raise RegistryError(f"config key 'models.{name}.clip_sample': only a t2i model with a DDPM scheduler (epsilon or v_prediction) has it")
             if task != "t2i" and e.get("addition_embed_type") is not None:
                 raise RegistryError(f"config key 'models.{name}.addition_embed_type': task {task} has no text to embed (t2i only)")
         if kind == "module":

@@ -16,9 +16,14 @@ Objectives (ε-prediction unless said otherwise, mean squared error; the equatio
   architecture learns a rectified-flow velocity instead (:mod:`reschrom.flow`): input
   x_flow = (1−σ)x0 + σε at timestep σ·1000, target u = ε − x0, σ logit-normal and time-shifted
   by the block's ``shift``; it is saved as a :class:`reschrom.flow.FlowTextToImage` folder.
+  With ``precondition: flow_velocity`` the ε model's UNet
+  (:class:`reschrom.precondition.PreconditionedUNet2DConditionModel`) regresses the same
+  velocity u = ε − x0 from the VP input x_t of eq. 1 at the fractional DDPM step of a
+  logit-normal σ, and answers ε = (x_t + √ᾱ·u)/(√ᾱ + √(1−ᾱ)): still an ``IFPipeline``.
+  ``clip_sample`` in the block sets the saved scheduler's x̂0 clipping (default true).
 
 Optional min-SNR-γ weighting (``snr_gamma``) reweights time steps without changing the
-minimiser (ε objectives only; the flow objective ignores it). The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
+minimiser (plain ε objectives only; the flow objective and the preconditioned ε model ignore it). The loop: AdamW, EMA (the saved weights are the EMA weights), warm-up + constant/cosine LR,
 gradient clipping, a NaN/inf guard naming the step, checkpoints every N steps (safetensors
 weights and EMA, optimizer and RNG state loaded with ``torch.load(weights_only=True)``) and
 resume from the latest, tqdm progress. Every random draw comes from one seeded CPU
@@ -101,6 +106,8 @@ class TrainSpec:
             raise ValueError(f"models.{self.kind}.objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
         if self.objective != "epsilon" and self.kind != "t2i":
             raise ValueError(f"models.{self.kind}.objective: {self.objective} is implemented for t2i only")
+        if self.precondition is not None and (self.kind != "t2i" or self.objective != "epsilon"):
+            raise ValueError(f"models.{self.kind}.precondition: only a t2i model with objective epsilon is preconditioned")
         if not self.shift > 0:
             raise ValueError(f"models.{self.kind}.shift must be positive, got {self.shift}")
 
@@ -108,6 +115,12 @@ class TrainSpec:
     def objective(self) -> str:
         """``epsilon`` (default) or ``flow_matching``: the model block's ``objective``."""
         return str(self.model_cfg.get("objective") or "epsilon")
+
+    @property
+    def precondition(self) -> str | None:
+        """``flow_velocity`` (:mod:`reschrom.precondition`) or None: the model block's ``precondition``."""
+        v = self.model_cfg.get("precondition")
+        return None if v is None else str(v)
 
     @property
     def flow(self) -> bool:
@@ -202,7 +215,8 @@ class _Bundle:
             if spec.flow:
                 self.pipe = models.build_flow_t2i(self.tokenizer, spec.model_cfg, sample_size)
             else:
-                self.scheduler.register_to_config(prediction_type=spec.objective)
+                self.scheduler.register_to_config(prediction_type=spec.objective,
+                                                  clip_sample=bool(spec.model_cfg.get("clip_sample", True)))
                 self.pipe = models.build_t2i_pipeline(self.tokenizer, spec.model_cfg, self.scheduler, sample_size)
             self.modules = {"unet": self.pipe.unet, "text_encoder": self.pipe.text_encoder}
         else:
@@ -340,6 +354,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    from reschrom import precondition
     from reschrom.pipelines import resolve_device
 
     cfg = _cfg(spec.train_cfg)
@@ -390,6 +405,7 @@ def train(
     data = images.to(dev, torch.float32)
     caps = list(captions) if captions is not None else None
     alphas = bundle.scheduler.alphas_cumprod.to(torch.float32)
+    ab_table = bundle.modules["unet"].alphas_cumprod("cpu") if spec.precondition else None
     T = len(alphas)
     schedule = DiscreteSchedule(alphas.double().numpy(), name=spec.schedule_name) if spec.kind == "level" else None
     fp = spec.fingerprint(_digest(images, caps))
@@ -410,7 +426,7 @@ def train(
         t0 = time.perf_counter()
         idx = torch.randint(n, (bs,), generator=gen)
         noise = torch.randn((bs, 3, h, w), generator=gen).to(dev)
-        if spec.flow:  # rectified flow: x_flow = (1−σ)x0 + σε at timestep σ·1000, target ε − x0
+        if spec.flow or spec.precondition:  # rectified-flow noise levels: logit-normal σ
             sigma = flow.training_sigmas(bs, spec.shift, gen)
         else:  # eq. 1 at a DDPM step
             t = torch.randint(0, T, (bs,), generator=gen)
@@ -421,6 +437,12 @@ def train(
             x_t = flow.flow_interpolate(x0, noise, sigma)
             timestep = (sigma * flow.TIMESTEP_SCALE).to(dev)
             target = flow.velocity_target(x0, noise)
+        elif spec.precondition:  # eq. 1 at the fractional DDPM step of σ; the UNet regresses u = ε − x0
+            timestep = precondition.timestep_of_sigma(ab_table, sigma)
+            x_t = forward_diffuse(x0, noise, precondition.alpha_bar_at(ab_table, timestep).float().to(dev))
+            timestep = timestep.to(dev)
+            ab = None
+            target = flow.velocity_target(x0, noise)
         else:
             ab = alphas[t]
             x_t = forward_diffuse(x0, noise, ab.to(dev))
@@ -430,7 +452,10 @@ def train(
             if spec.kind == "t2i":
                 texts = ["" if d else caps[i] for i, d in zip(idx.tolist(), drop.tolist())]
                 cond = bundle.encode(texts)
-                pred = unet_call(x_t, timestep, encoder_hidden_states=cond).sample[:, :3]
+                if spec.precondition:
+                    pred = bundle.modules["unet"].velocity(x_t, timestep, cond)[:, :3]
+                else:
+                    pred = unet_call(x_t, timestep, encoder_hidden_states=cond).sample[:, :3]
             elif spec.kind == "level":
                 inp = level_input(x_t, ab, spec.level, k)
                 tau = level_time(schedule, None, t, spec.level, k).to(dev)
