@@ -10,6 +10,13 @@ Run: .venv/bin/python benchmarks/probe_overhead.py [--model PATH] [--steps 50] [
 (default: results/models/shapes/toy if it exists, else a random-weight tiny IF pipeline at
 32×32 built offline; ``--model oracle`` uses the analytic oracle at 64×64).
 
+On a GPU: ``--device cuda --dtype float16`` (times taken after ``torch.cuda.synchronize``; the
+images compared by their largest difference, since CUDA kernels need not be bitwise
+deterministic). ``--model sd15-random`` is a random-initialised ``UNet2DConditionModel`` of
+Stable Diffusion 1.5's size (block widths 320/640/1280/1280, 2 layers per block, cross-attention
+width 768: 860 M parameters) in a ``StableDiffusionPipeline`` with a tiny CLIP text encoder and a
+tiny VAE, on 64×64 latents (SD 1.5 at 512 px), output_type ``latent``: the denoising loop alone.
+
 ``--model module`` measures a denoiser model (the `kind: module` path, sampled by the project's
 own DDIM with CFG): ``reschrom.chromatography.measure_guidance_denoiser`` plus the Parquet dump
 against ``reschrom.denoisers.sample_cfg`` alone on the same model, prompt and seed. The model is
@@ -35,11 +42,30 @@ from reschrom.io import write_parquet
 from reschrom.probe import GuidanceProbe, guidance_frame
 
 
+def _sd15_random():
+    """A StableDiffusionPipeline whose UNet has SD 1.5's architecture and random weights."""
+    from diffusers import UNet2DConditionModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from builders import build_tiny_sd_pipeline
+
+    pipe = build_tiny_sd_pipeline(resolution=128, seed=0, text_dim=768)
+    torch.manual_seed(0)
+    pipe.unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+    ).eval()
+    n = sum(p.numel() for p in pipe.unet.parameters())
+    return pipe, f"random UNet2DConditionModel of SD 1.5 size ({n / 1e6:.0f} M parameters), 64×64 latents"
+
+
 def _pipeline(model: str | None):
     if model == "oracle":
         from reschrom.oracle import build_oracle_pipeline
 
         return build_oracle_pipeline(64), "oracle 64×64"
+    if model == "sd15-random":
+        return _sd15_random()
     path = model or "results/models/shapes/toy"
     if os.path.isdir(path):
         from reschrom.pipelines import load_pipeline
@@ -115,20 +141,33 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.model == "module":
         main_module(args)
         return
+    from reschrom.pipelines import resolve_device
+
+    dev = resolve_device(args.device)
+    dt = getattr(torch, args.dtype)
     pipe, name = _pipeline(args.model)
+    pipe = pipe.to(dev, dt)
+    name += f" on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}, {args.dtype}"
     kw = PipelineAdapter.for_pipeline(pipe).call_kwargs(None)
+    if args.model == "sd15-random":
+        kw.update(height=128, width=128, output_type="latent")
     prompt = "a red circle with stripes on a dark background"
     ac = pipe.scheduler.alphas_cumprod.double().numpy()
     out_dir = tempfile.mkdtemp(prefix="probe_overhead_")
 
     def call():
-        return pipe(prompt, num_inference_steps=args.steps, guidance_scale=5.0,
-                    num_images_per_prompt=args.images, generator=torch.Generator().manual_seed(0), **kw).images
+        img = pipe(prompt, num_inference_steps=args.steps, guidance_scale=5.0,
+                   num_images_per_prompt=args.images, generator=torch.Generator().manual_seed(0), **kw).images
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return img
 
     def bare() -> torch.Tensor:
         return call()
@@ -140,7 +179,10 @@ def main() -> None:
         write_parquet(df, os.path.join(out_dir, "p.parquet"))
         return img
 
-    assert torch.equal(bare(), probed()), "the probe changed the images"
+    a, b = bare(), probed()
+    if dev.type == "cpu":
+        assert torch.equal(a, b), "the probe changed the images"
+    diff = float((torch.as_tensor(a).float() - torch.as_tensor(b).float()).abs().max())
     tb, tp, cb, cp = [], [], [], []
     for _ in range(args.repeats):
         for fn, wall, cpu in ((bare, tb, cb), (probed, tp, cp)):
@@ -154,7 +196,9 @@ def main() -> None:
     print(f"probe + Parquet    : {mp:.3f} s wall (median; min {min(tp):.3f}), {statistics.median(cp):.3f} s CPU")
     print(f"ratio probed/bare  : wall {mp / mb:.4f} (median), {min(tp) / min(tb):.4f} (min); "
           f"CPU time {statistics.median(cp) / statistics.median(cb):.4f} (median)   goal ≤ 1.05")
-    print(f"images bitwise equal: True; per-repeat wall ratios {np.round(np.array(tp) / np.array(tb), 3).tolist()}")
+    if dev.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
+    print(f"images: largest difference probed vs bare {diff:.3g}; per-repeat wall ratios {np.round(np.array(tp) / np.array(tb), 3).tolist()}")
     print("(CPU time is the process's own, less sensitive than wall time to other load on the machine)")
 
 

@@ -76,9 +76,10 @@ def timestep_of_sigma(table: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def eps_from_velocity(x_t: torch.Tensor, alpha_bar: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
     """ε = c_skip·x_t + c_out·u = (x_t + √ᾱ·u)/(√ᾱ + √(1−ᾱ)) with one ᾱ per sample (B,)."""
-    a = alpha_bar.reshape(-1, *([1] * (x_t.ndim - 1))).double()
+    wt = torch.float32 if x_t.device.type == "mps" else torch.float64  # MPS has no float64
+    a = alpha_bar.reshape(-1, *([1] * (x_t.ndim - 1))).to(wt)
     sa, sn = a.sqrt(), (1 - a).sqrt()
-    out = (x_t.double() + sa * velocity.double()) / (sa + sn)
+    out = (x_t.to(wt) + sa * velocity.to(wt)) / (sa + sn)
     return out.to(velocity.dtype)
 
 
