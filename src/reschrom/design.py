@@ -81,7 +81,7 @@ at isolated t at most). For EDM the derived warp is σ' = kσ. The table reports
 |Δ log SNR| of each pair over the t where none is clipped, and a ``note`` with the crossings.
 
 **NFE experiment** (:func:`run_nfe`). A trained ε model sampled with DDIM (η = 0, x̂0 clamped to
-[-1, 1] with ε recomputed, as the workflow's models are saved with ``clip_sample``) at each NFE
+[-1, 1] with ε recomputed, as the workflow's DDPM models are saved with ``clip_sample``) at each NFE
 with four step placements from the same x_T: DDIMScheduler's ``leading`` and ``trailing``
 spacing, Karras ρ = 7 σ-spacing, and ``balanced`` (N steps evenly spaced in the time of the
 equal-share design of the model's own ᾱ table), scored against held-out data.
@@ -1136,7 +1136,7 @@ def run_nfe(
     from the same x_T per seed, and score the samples against held-out data (``reschrom.metrics``):
     ``lsd_db`` (RAPSD log-spectral distance), ``band_error`` (:func:`_band_error`), ``diversity``;
     a text model (IFPipeline) also ``accuracy_colour``/``accuracy_shape`` of its captions.
-    ``threshold`` (default ``static``, as the workflow's models are saved with ``clip_sample``)
+    ``threshold`` (default ``static``, as the workflow's DDPM models are saved with ``clip_sample``)
     thresholds x̂0 at every step (:func:`threshold_hook`); without it an ε model
     started at t = T−1 (trailing, balanced) amplifies its error at ᾱ_{T−1} ≈ 0 by 1/√ᾱ."""
 
