@@ -83,8 +83,9 @@ def load_pipeline(
     builders' output) or a hub id (``DeepFloyd/IF-I-XL-v1.0``, SD 1.5) on a machine with
     access. For float16 on a hub id the ``fp16`` variant is requested when it exists.
     IF's safety checker and watermarker are dropped (``None``): the probe studies the denoiser,
-    and they would download extra weights. A folder whose UNet is
-    :class:`reschrom.precondition.PreconditionedUNet2DConditionModel` imports that module first. Extra ``kwargs`` go to ``from_pretrained``.
+    and they would download extra weights. A folder whose UNet is a
+    :class:`reschrom.precondition.PreconditionedUNet2DConditionModel` imports that module first.
+    Extra ``kwargs`` go to ``from_pretrained``.
     """
     from diffusers import DiffusionPipeline
 

@@ -97,6 +97,7 @@ class PreconditionedUNet2DConditionModel(UNet2DConditionModel):
     :meth:`set_precondition` once; the setting is saved in ``config.json``."""
 
     _table: torch.Tensor | None = None
+    _on_device: dict | None = None
 
     @classmethod
     def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> tuple[dict, dict, dict]:
@@ -114,7 +115,7 @@ class PreconditionedUNet2DConditionModel(UNet2DConditionModel):
             raise ValueError(f"precondition {kind!r} is unknown; allowed: {', '.join(PRECONDITIONS)}")
         sched = {k: v for k, v in dict(scheduler_config).items() if k in _SCHEDULE_KEYS}
         self.register_to_config(**{CONFIG_KEY: {"type": kind, "scheduler": sched}})
-        self._table = None
+        self._table, self._on_device = None, None
         return self
 
     @property
@@ -125,11 +126,17 @@ class PreconditionedUNet2DConditionModel(UNet2DConditionModel):
         return dict(spec)
 
     def alphas_cumprod(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """ᾱ_t of the stored scheduler config, float64 (float32 where the device has no float64)."""
+        """ᾱ_t of the stored scheduler config, float64 (float32 where the device has no float64),
+        copied to each device once (no host-to-device copy per sampling step)."""
         if self._table is None:
             self._table = alphas_cumprod_of(self.precondition["scheduler"])
-        dt = torch.float32 if torch.device(device).type == "mps" else torch.float64
-        return self._table.to(device=device, dtype=dt)
+        dev = torch.device(device)
+        if self._on_device is None:
+            self._on_device = {}
+        if dev not in self._on_device:
+            dt = torch.float32 if dev.type == "mps" else torch.float64
+            self._on_device[dev] = self._table.to(device=dev, dtype=dt)
+        return self._on_device[dev]
 
     def alpha_bar(self, timestep: Any, batch: int, device: torch.device | str) -> torch.Tensor:
         """ᾱ at ``timestep`` (int, float, 0-d or (B,) tensor) for a batch of ``batch``: (B,)."""

@@ -385,7 +385,8 @@ def train(
     use_cuda = dev.type == "cuda"
     if use_cuda and cfg["channels_last"]:
         bundle.modules["unet"].to(memory_format=torch.channels_last)
-    unet_call = bundle.modules["unet"]
+    # a preconditioned UNet is trained through its raw output F (the velocity), not its ε
+    unet_call = bundle.modules["unet"].velocity if spec.precondition else bundle.modules["unet"]
     if use_cuda and cfg["compile"]:
         unet_call = torch.compile(unet_call)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg["mixed_precision"] == "bf16")
@@ -452,10 +453,8 @@ def train(
             if spec.kind == "t2i":
                 texts = ["" if d else caps[i] for i, d in zip(idx.tolist(), drop.tolist())]
                 cond = bundle.encode(texts)
-                if spec.precondition:
-                    pred = bundle.modules["unet"].velocity(x_t, timestep, cond)[:, :3]
-                else:
-                    pred = unet_call(x_t, timestep, encoder_hidden_states=cond).sample[:, :3]
+                out = unet_call(x_t, timestep, encoder_hidden_states=cond)
+                pred = (out if spec.precondition else out.sample)[:, :3]
             elif spec.kind == "level":
                 inp = level_input(x_t, ab, spec.level, k)
                 tau = level_time(schedule, None, t, spec.level, k).to(dev)
