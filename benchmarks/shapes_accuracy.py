@@ -9,6 +9,7 @@ test images at the model's resolution gives the ceiling, chance is 1/6 (colour) 
 detectable shape and the spread of detected colours and shapes. Writes a PNG grid of each.
 
     .venv/bin/python benchmarks/shapes_accuracy.py [--models toy toy_flow] [--n 96] [--steps 50] [--guidance 4]
+        [--clip-sample saved|on|off]   (x̂0 clipping of DDIM for IFPipeline folders; default: as saved)
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--level", type=int, default=1, help="data level the t2i model was trained on")
     ap.add_argument("--out", default="/tmp")
+    ap.add_argument("--clip-sample", default="saved", choices=["saved", "on", "off"],
+                    help="DDIM's x̂0 clipping for IFPipeline folders (the ablation of the README)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     res = Path(args.results)
@@ -65,9 +68,11 @@ def main() -> None:
             print(f"{name}: no model at {folder} (train it: snakemake {folder} --cores 2)")
             continue
         t0 = time.time()
-        x = sample_images(folder, prompts, steps=args.steps, guidance_scale=args.guidance, seed=0)
+        clip = {"saved": None, "on": True, "off": False}[args.clip_sample]
+        x = sample_images(folder, prompts, steps=args.steps, guidance_scale=args.guidance, seed=0, clip_sample=clip)
         acc = caption_accuracy(x, prompts)
-        print(f"{name}: {len(prompts)} samples in {time.time() - t0:.0f} s, DDIM {args.steps} steps, guidance {args.guidance}")
+        print(f"{name}: {len(prompts)} samples in {time.time() - t0:.0f} s, DDIM {args.steps} steps, guidance {args.guidance}, "
+              f"x̂0 clipping {args.clip_sample}")
         print(f"  colour accuracy {acc.colour_ok.mean():.3f}   shape accuracy {acc.shape_ok.mean():.3f}   both {(acc.colour_ok & acc.shape_ok).mean():.3f}")
         grid(x[:48], Path(args.out) / f"{name}_samples.png")
     print("  first prompts:", prompts[:3])

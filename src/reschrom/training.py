@@ -573,8 +573,10 @@ def sample_images(
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 64,
+    clip_sample: bool | None = None,
 ) -> torch.Tensor:
-    """Samples in [-1, 1] of a saved model folder with a DDIM scheduler of ``steps`` steps.
+    """Samples in [-1, 1] of a saved model folder with a DDIM scheduler of ``steps`` steps
+    (x̂0 clipping as the folder's scheduler is saved, or forced on/off by ``clip_sample``).
 
     Unconditional (``DDPMPipeline``) folders give ``n`` samples; text-conditional
     (``IFPipeline``) folders give one sample per prompt, with classifier-free guidance;
@@ -591,6 +593,8 @@ def sample_images(
     sched_cfg = dict(pipe.scheduler.config)
     pipe.scheduler = DDIMScheduler.from_config(sched_cfg)
     pipe.scheduler.register_to_config(variance_type=sched_cfg.get("variance_type", "fixed_small"))
+    if clip_sample is not None:
+        pipe.scheduler.register_to_config(clip_sample=bool(clip_sample))
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     outs = []
     if prompts is None:
