@@ -163,3 +163,15 @@ def test_precondition_is_refused_where_it_means_nothing():
     fps = {TrainSpec("t2i", t, TRAIN, "squaredcos_cap_v2", SCHED).fingerprint("d")
            for t in (TINY, {k: v for k, v in TINY.items() if k != "precondition"})}
     assert len(fps) == 2
+
+
+def test_sample_images_keeps_or_forces_the_saved_clipping(trained):
+    """``clip_sample=None`` samples as the folder is saved (no clipping for this model); True
+    clips the guided x̂0 of DDIM and changes the images."""
+    from reschrom.training import sample_images
+
+    folder, _, caps = trained
+    kw = {"steps": 4, "guidance_scale": 6.0, "seed": 0}
+    saved = sample_images(folder, caps[:3], **kw)
+    assert torch.equal(saved, sample_images(folder, caps[:3], clip_sample=False, **kw))
+    assert not torch.equal(saved, sample_images(folder, caps[:3], clip_sample=True, **kw))
