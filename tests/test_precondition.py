@@ -98,6 +98,11 @@ def test_forward_is_c_skip_x_plus_c_out_velocity(trained):
     torch.testing.assert_close(out[:, :3].double(), want, rtol=1e-5, atol=1e-5)
     assert out.shape == (2, 6, 16, 16) and torch.equal(out[:, 3:], raw[:, 3:])
     assert torch.equal(tup, out)
+    import inspect
+
+    from diffusers import UNet2DConditionModel
+
+    assert inspect.signature(pipe.unet.forward) == inspect.signature(UNet2DConditionModel.forward.__get__(pipe.unet))
     # a scalar timestep means one step for the whole batch
     with torch.no_grad():
         torch.testing.assert_close(pipe.unet(x, 100, cond).sample[0], pipe.unet(x[:1], torch.tensor([100]), cond[:1]).sample[0])
