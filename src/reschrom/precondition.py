@@ -13,7 +13,7 @@ the ε of the same sample is ε = x_flow + (1−σ_t)·u with the rectified-flow
     c_skip(t) = 1 / (√ᾱ_t + √(1−ᾱ_t)),   c_out(t) = √ᾱ_t / (√ᾱ_t + √(1−ᾱ_t)),
 
 so the UNet F_θ (input x_t and the DDPM timestep t, as IF's UNet) regresses u: training
-minimises ‖F_θ − u‖² (:func:`velocity_loss`; an ε loss weighted by 1/(1−σ_t)², the same
+minimises ‖F_θ − u‖² (``reschrom.training``; an ε loss weighted by 1/(1−σ_t)², the same
 minimiser E[ε | x_t]). To everything outside, the model is an ordinary ε-predicting
 ``UNet2DConditionModel`` inside an ``IFPipeline``: diffusers' schedulers, classifier-free
 guidance (eq. 5), the probe and the adapters see ε and nothing else.
@@ -82,13 +82,6 @@ def eps_from_velocity(x_t: torch.Tensor, alpha_bar: torch.Tensor, velocity: torc
     sa, sn = a.sqrt(), (1 - a).sqrt()
     out = (x_t.to(wt) + sa * velocity.to(wt)) / (sa + sn)
     return out.to(velocity.dtype)
-
-
-def velocity_loss(velocity: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """‖F_θ − u‖² with u = ε − x0 (:func:`reschrom.flow.velocity_target`), mean over everything."""
-    from reschrom.flow import velocity_target
-
-    return (velocity.float() - velocity_target(x0, noise).float()).pow(2).mean()
 
 
 class PreconditionedUNet2DConditionModel(UNet2DConditionModel):
