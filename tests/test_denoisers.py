@@ -484,6 +484,82 @@ def test_guidance_one_is_conditional_ddim() -> None:
     assert not torch.allclose(g3, x)
 
 
+WEIGHTS_BY_RELATIVE_NAME = """
+import torch
+from safetensors.torch import load_file
+
+SCALE = load_file("weights.safetensors")["scale"]   # at import: a relative name
+
+class M:
+    resolution, channels = 4, 1
+    schedule = {"type": "cosine"}
+    def __init__(self, scale):
+        self.scale = scale
+    def encode(self, prompts):
+        return torch.zeros(len(prompts), dtype=torch.long)
+    def null_condition(self, batch):
+        return torch.ones(batch, dtype=torch.long)
+    def eps(self, x, a, c):
+        return x * self.scale.to(x.dtype)
+
+def load(device=None, dtype=None):
+    return M(load_file("weights.safetensors")["scale"] * SCALE)   # in the factory: relative too
+"""
+
+
+def _weights_folder(folder: Path, modname: str, source: str, scale: float) -> dict:
+    from safetensors.torch import save_file
+
+    _write(folder, f"{modname}.py", source)
+    save_file({"scale": torch.tensor(scale)}, str(folder / "weights.safetensors"))
+    return {"kind": "module", "path": str(folder), "factory": f"{modname}:load"}
+
+
+def test_module_factory_finds_files_by_relative_name_in_its_folder(tmp_path: Path, monkeypatch) -> None:
+    """The README's ``Net.load("weights.safetensors")``: relative names in the module and the
+    factory are resolved against the model's ``path``, not the caller's working directory, and
+    the caller's working directory is left as it was (also when the factory raises)."""
+    spec = _weights_folder(tmp_path / "user", "relweights", WEIGHTS_BY_RELATIVE_NAME, 1.5)
+    elsewhere = tmp_path / "workflow"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    m = dn.load_module_model("mine", spec)
+    assert Path.cwd() == elsewhere
+    x = torch.ones(1, 1, 4, 4)
+    assert float(m.eps(x, torch.full((1,), 0.5), m.encode(["a"]))[0, 0, 0, 0]) == 2.25  # 1.5 · 1.5
+    spec2 = _weights_folder(tmp_path / "user2", "relweights2", WEIGHTS_BY_RELATIVE_NAME, 2.0)
+    (tmp_path / "user2" / "weights.safetensors").rename(tmp_path / "user2" / "moved.safetensors")
+    with pytest.raises(ModelContractError) as ei:
+        dn.load_module_model("mine2", spec2)
+    _assert_one_line(ei.value, "mine2", "relweights2:load", "weights.safetensors")
+    assert Path.cwd() == elsewhere
+
+
+def test_module_factory_with_a_path_parameter_gets_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """A factory that names a ``path`` parameter receives the model's folder (absolute); one
+    without it (or with only ``**kwargs``) is called with device and dtype alone."""
+    folder = tmp_path / "user"
+    _write(
+        folder,
+        "withpath.py",
+        GOOD.replace("EPS", "x * 0.5").replace("PATCH", "m.folder = path").replace(
+            "def load(device=None, dtype=None):", "def load(device=None, dtype=None, path=None):"
+        ),
+    )
+    _write(
+        folder,
+        "kwonly.py",
+        GOOD.replace("EPS", "x * 0.5").replace("PATCH", "m.extra = sorted(kw)").replace(
+            "def load(device=None, dtype=None):", "def load(device=None, dtype=None, **kw):"
+        ),
+    )
+    monkeypatch.chdir(tmp_path)
+    m = dn.load_module_model("p", {"kind": "module", "path": "user", "factory": "withpath:load"})
+    assert Path(m.obj.folder) == folder.resolve() and Path(m.obj.folder).is_absolute()
+    k = dn.load_module_model("k", {"kind": "module", "path": str(folder), "factory": "kwonly:load"})
+    assert k.obj.extra == []
+
+
 # --------------------------------------------------------------------------------------
 # acceptance: somebody else's model (EDM, x0, σ, class labels, 12×12×1)
 # --------------------------------------------------------------------------------------

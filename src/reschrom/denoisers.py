@@ -28,7 +28,8 @@ All conversions are elementwise in per-sample scalars: none adds a network evalu
 A user's model lives in the config as ``{kind: module, path: <folder>, factory: "module:fn"}``
 (optional ``dtype``). :func:`check_module_spec` checks such an entry statically (no torch, no
 import of the user's code: usable while Snakemake plans the DAG); :func:`load_module_model`
-imports it, calls ``fn(device=…, dtype=…)`` and validates the returned object into a
+imports it and calls ``fn(device=…, dtype=…)`` (and ``path=<folder>`` if ``fn`` has a ``path``
+parameter) with ``path`` as the working directory, and validates the returned object into a
 :class:`ModuleModel`, which every stage uses. :meth:`ModuleModel.from_object` wraps an object
 already in memory (the project's toy and oracle models) with the same validation. Every
 violation of the contract is a one-line :class:`ModelContractError`.
@@ -44,13 +45,16 @@ calling :func:`check_module_spec` does not load torch.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.machinery
+import inspect
 import math
 import numbers
+import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -336,6 +340,31 @@ def _import_from(folder: Path, modname: str) -> Any:
     return importlib.import_module(modname)
 
 
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    """Run a block with ``folder`` as the working directory (restored afterwards): a user's
+    module and factory see relative file names (``"weights.safetensors"``) resolved against
+    the model's own folder, wherever the job runs."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _takes_path(fn: Callable[..., Any]) -> bool:
+    """Whether a factory names a ``path`` parameter (``def load(device, dtype, path)``); a bare
+    ``**kwargs`` does not count, so that factories written before ``path`` existed are
+    called as they always were."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("path")
+    return p is not None and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def load_module_model(
     name: str,
     spec: Mapping[str, Any],
@@ -345,8 +374,12 @@ def load_module_model(
     """Import a user's model from a ``{kind: module, path, factory}`` entry and validate it.
 
     Runs :func:`check_module_spec`, puts ``spec["path"]`` at the front of ``sys.path`` (once),
-    imports the module and calls ``factory(device=device, dtype=dtype)``; ``dtype`` defaults to
-    the entry's ``dtype`` (else None: the factory's choice). The returned object must follow the
+    imports the module and calls ``factory(device=device, dtype=dtype)``, plus
+    ``path=<the model's folder>`` when the factory has a ``path`` parameter; ``dtype`` defaults
+    to the entry's ``dtype`` (else None: the factory's choice). The import and the factory call
+    run with the model's folder as the working directory, so relative file names in them
+    (``Net.load("weights.safetensors")``) are found in ``path``, not where the job runs; the
+    caller's working directory is restored afterwards. The returned object must follow the
     contract of this module's docstring (see :class:`ModuleModel`). Any failure — an import
     error, an exception in the factory, a missing or invalid attribute — is a one-line
     :class:`ModelContractError` naming the model, the factory and the problem.
@@ -360,14 +393,19 @@ def load_module_model(
     folder = Path(str(spec["path"])).expanduser().resolve()
     modname, fn_name = factory.split(":")
     try:
-        module = _import_from(folder, modname)
+        with _working_directory(folder):
+            module = _import_from(folder, modname)
     except Exception as e:
         raise ModelContractError(name, factory, f"cannot import {modname!r}: {_first_line(e)}") from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ModelContractError(name, factory, f"module {modname!r} has no callable {fn_name!r}")
+    kwargs: dict[str, Any] = {"device": dev, "dtype": dt}
+    if _takes_path(fn):
+        kwargs["path"] = str(folder)
     try:
-        obj = fn(device=dev, dtype=dt)
+        with _working_directory(folder):
+            obj = fn(**kwargs)
     except Exception as e:
         raise ModelContractError(name, factory, f"factory raised {_first_line(e)}") from e
     return ModuleModel(name, obj, factory=factory, device=dev, dtype=dt)
