@@ -21,6 +21,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """Torch's intra-op threads for the whole session: ``RESCHROM_TEST_THREADS`` (default 1: the tiny
+    models run fastest on one thread, and the workflow tests' Snakemake jobs take the other core).
+    Results that cross a thread count agree up to float32 rounding only (tests/rounding.py); run the
+    suite with ``RESCHROM_TEST_THREADS=2`` to check that nothing depends on it."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("RESCHROM_TEST_THREADS", "1")))
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

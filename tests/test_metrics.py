@@ -7,10 +7,8 @@ import math
 import pytest
 import torch
 
-torch.set_num_threads(1)
-
-from reschrom import metrics  # noqa: E402
-from reschrom.io import read_parquet  # noqa: E402
+from reschrom import metrics
+from reschrom.io import read_parquet
 
 
 def _data(n=32, seed=0, scale=0.2):

@@ -11,9 +11,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-torch.set_num_threads(1)  # the CI machine is shared: one thread is faster than contention
-
-from reschrom import levels, pyramid, sampling, theory  # noqa: E402
+from reschrom import levels, pyramid, sampling, theory
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-torch.set_num_threads(1)  # the CI machine is shared: one thread is faster than contention
-
-from reschrom import metrics, pyramid, sampling, upscale  # noqa: E402
+from reschrom import metrics, pyramid, sampling, upscale
 
 
 @pytest.fixture(scope="module")
