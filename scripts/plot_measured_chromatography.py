@@ -1,6 +1,6 @@
-import sys
+from reschrom.joblog import log_job
 
-sys.stderr = open(snakemake.log[0], "w")
+log_job(snakemake)
 
 from reschrom.plots_chromatography import plot_measured_chromatography
 

@@ -1,6 +1,6 @@
-import sys
+from reschrom.joblog import log_job
 
-sys.stderr = open(snakemake.log[0], "w")
+log_job(snakemake)
 
 from reschrom.trajectory import run_spectra
 

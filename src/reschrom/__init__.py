@@ -16,7 +16,8 @@ Modules, one idea each:
   aggregation, agreement), :mod:`trajectory` (x̂0 along sampling, Fig. 1);
 * applications — :mod:`sampling` (DDIM/DDPM, eq. 22/24 composites), :mod:`upscale`, :mod:`metrics`,
   :mod:`compose` (eq. 6, 25), :mod:`pairs`;
-* plumbing — :mod:`io` (atomic Parquet/safetensors/PNG), :mod:`config` (validation), plots.
+* plumbing — :mod:`io` (atomic Parquet/safetensors/PNG), :mod:`config` (validation),
+  :mod:`joblog` (a job's log; its failure as one line on the console), plots.
 """
 
 __version__ = "0.1.0"
