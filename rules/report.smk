@@ -1,6 +1,6 @@
-# The report's tables (§4.1–4.3): each stage's key Parquet table rendered as HTML, a result of its
-# category in `snakemake --report` and shown inline on the landing page (report/workflow.rst).
-# The tables of a run: get_report_tables() in common.smk.
+# The report's tables (§4.1–4.3): each stage's key Parquet table rendered as HTML, the results of
+# the report category "Key tables (§4.1–4.3)" (one subcategory per stage), which the landing page
+# (report/workflow.rst) links to. The tables of a run: get_report_tables() in common.smk.
 
 
 rule table_upscale_metrics:
@@ -10,7 +10,8 @@ rule table_upscale_metrics:
         report(
             "results/tables/upscale_{dataset}.html",
             caption="../report/table_upscale.rst",
-            category="Upscaling (§4.2)",
+            category="Key tables (§4.1–4.3)",
+            subcategory="Upscaling (§4.2)",
             labels={"figure": "metrics table (Fig. 6)", "dataset": "{dataset}"},
         ),
     log:
@@ -34,7 +35,8 @@ rule table_chromatography_agreement:
         report(
             "results/tables/agreement_{model}.html",
             caption="../report/table_agreement.rst",
-            category="Measured chromatography (§4.1)",
+            category="Key tables (§4.1–4.3)",
+            subcategory="Measured chromatography (§4.1)",
             labels={"figure": "agreement table (Fig. 4)", "model": "{model}"},
         ),
     log:
@@ -60,7 +62,8 @@ rule table_compose_shares:
         report(
             "results/tables/compose_{model}.html",
             caption="../report/table_compose.rst",
-            category="Prompt composing (§4.3)",
+            category="Key tables (§4.1–4.3)",
+            subcategory="Prompt composing (§4.3)",
             labels={"figure": "level shares table (Fig. 7)", "model": "{model}"},
         ),
     log:

@@ -1,6 +1,7 @@
 """The artifact report: ``snakemake --report`` on a copy of the session's smoke run, for its theory
 targets and three key tables (the oracle's agreement, the toy model's composing shares, the
-upscaling metrics), checked as data and in a headless Chromium.
+upscaling metrics), checked as data and in a headless Chromium: the landing page read from the
+top at three screen sizes, its links, and every figure.
 
 Snakemake 9 writes a single-page React app; every result sits in a ``var results = {...}`` JSON
 blob with its caption, labels and the file itself as a base64 ``data_uri``, and the app shows a
@@ -17,6 +18,7 @@ import json
 import re
 import shutil
 import subprocess
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -40,6 +42,7 @@ TABLES = [
     "results/tables/upscale_shapes.html",
 ]
 TARGETS = ["results/theory/linear.parquet", *FIGURES, *TABLES]
+KEY_TABLES = "Key tables (§4.1–4.3)"  # the report category of TABLES (rules/report.smk)
 # what a caption must cite: a paper figure, equation, theorem or section
 PAPER_REF = re.compile(r"Fig\.|Figure|eq\.|Theorem|§")
 
@@ -58,7 +61,6 @@ CHROMIUM_FLAGS = [
     "--v=0",
     "--force-device-scale-factor=1",
     "--hide-scrollbars",
-    "--window-size=1400,1000",
     "--virtual-time-budget=15000",
 ]
 
@@ -110,19 +112,48 @@ SHOW_FIGURE = """<script>
 })();
 </script>"""
 
-# last in <body> of the landing page: wait for the app to render it, then log its inline tables
+# last in <body> of the landing page: once the app has rendered it and the layout has settled, log
+# the viewport, the menu and the title and first paragraph (their boxes, and whether each is what
+# the screen shows at three points of its first line); then click each of its links to a category
+# or result and log whether the app went there
 SHOW_LANDING = """<script>
 (function go() {
   if (typeof app === "undefined" || !app) { setTimeout(go, 20); return; }
-  (function check(n) {
-    const tables = document.querySelectorAll(".reschrom-table table");
-    if (tables.length === 0 && n < 200) { setTimeout(() => check(n + 1), 50); return; }
-    const shown = Array.from(tables).filter((t) => t.getBoundingClientRect().width > 0).length;
-    console.log("RESCHROM_LANDING " + JSON.stringify({
-      tables: tables.length, shown: shown,
-      did: document.body.innerText.includes("What this run did"),
+  let last = "", stable = 0;
+  (function check() {
+    const title = document.querySelector("h1.title");
+    const para = title && title.parentElement.querySelector("p");
+    const graph = document.querySelector("#rulegraph canvas, #rulegraph svg");
+    if (!title || !para || !graph) { setTimeout(check, 20); return; }
+    const box = (el) => { const r = el.getBoundingClientRect();
+      return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+    const key = JSON.stringify([box(title), box(para), box(graph)]);
+    stable = key === last ? stable + 1 : 0;
+    last = key;
+    if (stable < 10) { setTimeout(check, 50); return; }
+    const shown = (el) => { const r = el.getBoundingClientRect(), y = r.top + Math.min(r.height / 2, 8);
+      return [r.left + 1, (r.left + r.right) / 2, r.right - 1].map((x) => {
+        const hit = document.elementFromPoint(x, y);
+        return hit !== null && el.contains(hit); }); };
+    console.log("RESCHROM_VIEW " + JSON.stringify({
+      vw: innerWidth, vh: innerHeight, nav: box(document.querySelector("nav")),
+      title: box(title), para: box(para), title_shown: shown(title), para_shown: shown(para),
     }));
-  })(0);
+    const links = Array.from(title.parentElement.querySelectorAll('a[href^="javascript:app.show"]'));
+    (function click(i) {
+      if (i === links.length) { console.log("RESCHROM_LINKS_DONE " + links.length); return; }
+      const href = links[i].getAttribute("href");
+      const m = href.match(/^javascript:app\\.(showCategory|showResultInfo)\\('(.*)'\\)$/);
+      const want = m && decodeURIComponent(m[2]);
+      const got = () => m && (m[1] === "showCategory" ? app.state.category : app.state.resultPath);
+      links[i].click();
+      (function wait(n) {
+        if (got() !== want && n < 100) { setTimeout(() => wait(n + 1), 20); return; }
+        console.log("RESCHROM_LINK " + JSON.stringify({href: href, want: want, got: got() || null}));
+        click(i + 1);
+      })(0);
+    })(0);
+  })();
 })();
 </script>"""
 
@@ -219,8 +250,10 @@ def test_report_has_each_table_as_a_result_with_caption_from_the_config(report):
             assert f">{h}</th>" in text, (path, h)
         assert PAPER_REF.search(entry["caption"]), path
         assert "figure" in entry["labels"] and {"model", "dataset"} & set(entry["labels"]), path
-        category = next(c for c, sub in categories.items() for ps in sub.values() if path in ps)
-        assert "§" in category, (path, category)
+        category, section = next(
+            (c, sc) for c, sub in categories.items() for sc, ps in sub.items() if path in ps
+        )
+        assert category == KEY_TABLES and "§" in section, (path, category, section)
     # one row per variant, and captions that read the config
     up = results["results/tables/upscale_shapes.html"]
     variants = cfg["upscale"].get("variants")
@@ -234,35 +267,38 @@ def test_report_has_each_table_as_a_result_with_caption_from_the_config(report):
     assert f"{steps} steps" in results["results/tables/agreement_oracle.html"]["caption"]
 
 
-def test_report_landing_page_says_what_the_run_did_and_shows_the_tables(report):
-    _, html_path, _, _ = report
+def test_report_landing_page_is_short_says_what_the_run_did_and_links_the_tables(report):
+    _, html_path, _, categories = report
     desc = _js_string(html_path.read_text(), "workflow_desc")
     cfg = _smoke_config()
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", desc, flags=re.S)))
+    body = re.sub(r"<style>.*?</style>", "", desc, flags=re.S)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
     assert "Resolution chromatography of diffusion models" in text
-    assert "What this run did" in text and "Key tables" in text
+    assert "What this run did" in text
     # what was run, read from the config
-    assert f"{len(SCHEDULES)} noise schedule(s) ({', '.join(SCHEDULES)})" in text
-    n_prompts = len(cfg["chromatography"]["overrides"]["oracle"]["prompts"])
-    assert re.search(r"oracle \(oracle\): " + str(n_prompts) + r" prompt\(s\), \d+ steps", text), text[:3000]
-    assert f"at {cfg['theory']['n_t']} time points" in text
+    assert f"{len(SCHEDULES)} schedule(s) ({', '.join(SCHEDULES)})" in text, text
+    assert f"{len(cfg['chromatography']['measure'])} model(s); agreement with the theory" in text, text
     residual = (cfg["upscale"].get("models") or {}).get("residual", "residual")  # the schema's default
-    assert f"residual model {residual} trained on {cfg['data']['name']}" in text, text[:3000]
-    assert f"figures at {cfg['figures']['dpi']} dpi" in text
-    # the tables of the report's targets inline, in paper order
-    assert desc.count('<div class="reschrom-table">') == len(TABLES)
-    titles = ["Measured vs theoretical chromatography — oracle", "Upscaling metrics — shapes",
-              "Prompt composing: which levels follow the texture prompt — toy"]  # fmt: skip
-    where = [text.find(t) for t in titles]
-    assert -1 not in where and where == sorted(where), where
+    assert f"lowres + {residual}" in text, text
+    trained = sorted(name for name, e in cfg["models"].items() if e.get("kind") == "trained")
+    assert f"data {cfg['data']['name']} " in text and ", ".join(trained) in text, text
+    # short: a few lines per stage, no table inline; the tables are a category of their own, linked
+    assert len(text.split()) <= 220, f"the landing page has {len(text.split())} words"
+    assert "<table" not in body and "reschrom-table" not in body
+    hrefs = set(re.findall(r'href="(javascript:[^"]*)"', body))
+    for path in TABLES:
+        assert f"javascript:app.showResultInfo('{path}')" in hrefs, (path, hrefs)
+    for name in categories:  # every section of the report, from its line
+        assert f"javascript:app.showCategory('{quote(name)}')" in hrefs, (name, hrefs)
+    assert KEY_TABLES in categories
     assert "system-message" not in desc, "the landing page has rst errors"
 
 
-def _chromium(page, shot, tmp_path) -> tuple[list[str], list[str]]:
-    """Screenshot `page`; return (console messages, error messages)."""
+def _chromium(page, shot, tmp_path, size=(1400, 1000)) -> tuple[list[str], list[str]]:
+    """Screenshot `page` in a window of `size` (width, height); return (console messages, error messages)."""
     proc = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
-         f"--screenshot={shot}", page.as_uri()],
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={size[0]},{size[1]}",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}", page.as_uri()],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert shot.exists(), f"chromium wrote no screenshot ({proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -275,24 +311,49 @@ def _chromium(page, shot, tmp_path) -> tuple[list[str], list[str]]:
     return messages, errors
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_report_renders_every_figure_in_chromium(report, tmp_path):
-    _, html_path, results, _ = report
-    html = html_path.read_text()
+def _hooked(html: str) -> str:
     head = html.index("<head>") + len("<head>")
-    hooked = html[:head] + HOOK + html[head:]
+    return html[:head] + HOOK + html[head:]
 
-    # the landing page: what the run did, and the tables inline
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize("size", [(1366, 768), (1440, 900), (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_report_landing_page_reads_from_the_top_in_chromium(report, tmp_path, size):
+    """The landing page as a newcomer's window shows it: the title and the first paragraph on
+    screen, right of the menu and not covered by it; and each of its links leads where it says.
+    (Headless Chromium's window of `size` has a viewport of `size` less its window frame, as a
+    desktop browser window has.)"""
+    _, html_path, results, categories = report
+    hooked = _hooked(html_path.read_text())
     page = tmp_path / "report.html"
     body = hooked.rindex("</body>")
     page.write_text(hooked[:body] + SHOW_LANDING + hooked[body:])
-    messages, errors = _chromium(page, tmp_path / "landing.png", tmp_path)
+    shot = tmp_path / f"landing_{size[0]}x{size[1]}.png"
+    messages, errors = _chromium(page, shot, tmp_path, size)
     assert not errors, errors
-    _assert_not_blank(np.asarray(Image.open(tmp_path / "landing.png").convert("RGB"), dtype=float), "landing")
-    landing = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("RESCHROM_LANDING ")]
-    assert len(landing) == 1, messages
-    assert landing[0]["did"] and landing[0]["tables"] >= len(TABLES), landing
-    assert landing[0]["shown"] == landing[0]["tables"], landing
+    screen = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    _assert_not_blank(screen, "landing page")
+    views = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("RESCHROM_VIEW ")]
+    assert len(views) == 1, messages
+    v = views[0]
+    assert v["vw"] == size[0] and 0.7 * size[1] < v["vh"] <= size[1], (size, v)
+    for what in ("title", "para"):
+        b = v[what]
+        assert 0 <= b["top"] and b["bottom"] <= v["vh"], f"{size}: the {what} is not inside the viewport: {v}"
+        beside = v["nav"]["right"] <= b["left"] and b["right"] <= v["vw"]
+        assert beside, f"{size}: the {what} is under the menu or off screen: {v}"
+        assert all(v[f"{what}_shown"]), f"{size}: the screen does not show the {what} at its first line: {v}"
+    # its links: the key tables' category and every table, each to where it says
+    links = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("RESCHROM_LINK ")]
+    assert any(m.startswith("RESCHROM_LINKS_DONE ") for m in messages), messages
+    assert all(link["got"] == link["want"] for link in links), links
+    assert {link["want"] for link in links} >= set(TABLES) | {KEY_TABLES}, links
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_every_figure_in_chromium(report, tmp_path):
+    _, html_path, results, _ = report
+    hooked = _hooked(html_path.read_text())
 
     # every figure, shown through its eye button
     for i, path in enumerate(sorted(p for p in results if p in FIGURES)):
@@ -326,3 +387,16 @@ def test_report_renders_every_figure_in_chromium(report, tmp_path):
             h, w = min(crop.shape[0], ref.shape[0]), min(crop.shape[1], ref.shape[1])
             diff = np.abs(crop[:h, :w] - ref[:h, :w]).mean()
             assert diff < 8, f"{path}: screenshot differs from the PNG by {diff:.1f}/255 on average"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_builds_the_report_and_says_nothing_of_graphviz():
+    """`make run` runs the workflow, then `snakemake --report`, which draws the rule graph itself:
+    no graphviz step, so no suggestion to install it (`make rulegraph` alone needs `dot`)."""
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", "run"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert re.search(r"snakemake --cores \S+ --report results/report\.html", out), out
+    assert not re.search(r"graphviz|\bdot\b|rulegraph", out), out

@@ -1,7 +1,8 @@
 """The workflow's key tables as HTML for the Snakemake report (``results/tables/*.html``).
 
 Each table is an HTML fragment (a ``<div>`` with its own small stylesheet): the report shows it
-as a result of its category, and the landing page (``report/workflow.rst``) includes it inline.
+as a result of its category "Key tables (§4.1–4.3)", which the landing page (``report/workflow.rst``)
+links to.
 Three tables, each from the Parquet artifact of its stage:
 
 - upscaling metrics (§4.2, Fig. 6): one row per variant, ``results/upscale/{dataset}/metrics.parquet``;
