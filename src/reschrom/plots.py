@@ -9,6 +9,7 @@ second or two.
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
 
@@ -19,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import font_manager
 
+from reschrom.chromatography import prompt_id
 from reschrom.io import read_parquet, save_figure
 
 LAYOUT = "constrained"
@@ -32,6 +35,84 @@ def wrap(text: str, width: int = 28, max_chars: int = 120) -> str:
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
     return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
+
+
+FALLBACK_FONTS = (
+    "Noto Sans",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Noto Sans JP",
+    "Noto Sans SC",
+    "Noto Sans KR",
+    "Noto Sans Arabic",
+    "Noto Sans Devanagari",
+    "Noto Sans Hebrew",
+    "Noto Sans Thai",
+    "Noto Emoji",
+    "Noto Sans Symbols",
+    "Noto Sans Symbols 2",
+    "Symbola",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+    "IPAexGothic",
+    "Unifont",
+)
+"""Fonts with wide Unicode coverage that figure text falls back to, in this order, after DejaVu
+Sans (matplotlib's own), where installed (e.g. Debian's fonts-noto-core, fonts-noto-cjk). Colour
+emoji fonts (bitmap glyphs) are left out: the Agg backend cannot scale them."""
+
+
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    """DejaVu Sans, then each installed font of :data:`FALLBACK_FONTS`: the font family list every
+    figure draws with (matplotlib takes a missing glyph from the next family of the list)."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ("DejaVu Sans", *(f for f in FALLBACK_FONTS if f in installed))
+
+
+@functools.cache
+def _covered() -> frozenset[int]:
+    """Every code point some font of :func:`font_families` has a glyph for."""
+    from matplotlib.ft2font import FT2Font
+
+    points: set[int] = set()
+    for family in font_families():
+        path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        points.update(FT2Font(path).get_charmap())
+    return frozenset(points)
+
+
+def missing_glyphs(text: str) -> str:
+    """The characters of ``text`` (whitespace aside) that no figure font can draw, in order, once."""
+    covered = _covered()
+    return "".join(dict.fromkeys(c for c in str(text) if not c.isspace() and ord(c) not in covered))
+
+
+def figure_text(text: str, width: int | None = None, max_chars: int = 120, quote: bool = False, suffix: str = "") -> str:
+    """User text (a prompt, a category) as figure text: the text (in “quotes” with ``quote``)
+    where the figure fonts draw every character of it, else its prompt id (``<ascii slug>-<hash>``,
+    the name of its files under ``results/``), so that no title shows empty boxes; then
+    ``suffix``; wrapped at ``width`` (:func:`wrap`) when given; ``$`` escaped (drawn literally,
+    never read as mathtext)."""
+    text = str(text)
+    if missing_glyphs(text):
+        text = prompt_id(text)
+    elif quote:
+        text = f"“{text}”"
+    text += suffix
+    if width:
+        text = wrap(text, width, max_chars)
+    return text.replace("$", r"\$")
+
+
+def use_fonts() -> None:
+    """Draw every figure with :func:`font_families` (called on import of this module)."""
+    matplotlib.rcParams["font.family"] = list(font_families())
+
+
+use_fonts()
 
 
 def level_label(r: int) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, level_label, wrap
+from reschrom.plots import LAYOUT, figure_text, level_label
 
 
 def _matrix(df: pd.DataFrame, value: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,7 +82,7 @@ def plot_category_chromatography(
     ims = [None, None, None]
     for i, (c, n_p, meas, diff, width, t, res) in enumerate(mats):
         row = axes[i]
-        label = wrap(f"{c} ({n_p} prompt{'s' if n_p != 1 else ''})", 60, 80)
+        label = figure_text(c, 60, 80, suffix=f" ({n_p} prompt{'s' if n_p != 1 else ''})")
         ims[0] = _heatmap(row[0], meas, t, res, "magma", 0.0, 1.0, f"{label}: measured r̃_m(t)")
         ims[1] = _heatmap(row[1], diff, t, res, "RdBu_r", -diff_lim, diff_lim, "r̃ − r (theory, eq. 18)")
         ims[2] = _heatmap(row[2], width, t, res, "viridis", 0.0, wmax, "95 % interval width over prompts")

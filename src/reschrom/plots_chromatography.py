@@ -14,7 +14,7 @@ import numpy as np
 
 from reschrom.chromatography import _read_dump, prompt_chromatography
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, chromatography_heatmap, wrap
+from reschrom.plots import LAYOUT, chromatography_heatmap, figure_text
 
 
 def _norm_strip(ax, chrom, title: str = "") -> None:
@@ -99,7 +99,7 @@ def plot_prompt_chromatography(
         df = _read_dump(path)
         prompt = str(df["prompt"].iloc[0]) if "prompt" in df and len(df) else os.path.basename(str(path))
         per = prompt_chromatography(df)
-        im = chromatography_heatmap(ax, per, "r_measured", wrap(f"“{prompt}”", 44, 86), vmax=1.0)
+        im = chromatography_heatmap(ax, per, "r_measured", figure_text(prompt, 44, 86, quote=True), vmax=1.0)
         ax.title.set_fontsize(8)
         if i % ncols:  # row labels once per row, on the left
             ax.set_yticklabels([])

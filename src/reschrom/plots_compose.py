@@ -18,7 +18,7 @@ import pandas as pd
 
 from reschrom.io import read_parquet, save_figure
 from reschrom.pairs import eta_label
-from reschrom.plots import LAYOUT, chromatography_heatmap, level_label, wrap
+from reschrom.plots import LAYOUT, chromatography_heatmap, figure_text, level_label, wrap
 
 
 def load_png(path: str | os.PathLike) -> np.ndarray:
@@ -31,7 +31,7 @@ def load_png(path: str | os.PathLike) -> np.ndarray:
 
 def pair_label(structure: str, texture: str, width: int = 24) -> str:
     """A row label: the structure prompt, an arrow, the texture prompt, each wrapped."""
-    return f"{wrap(structure, width, 72)}\n→ {wrap(texture, width, 72)}"
+    return f"{figure_text(structure, width, 72)}\n→ {figure_text(texture, width, 72)}"
 
 
 def _image_rows(axes: np.ndarray, pairs: pd.DataFrame, compose_dir: str, etas: Sequence[float]) -> None:
