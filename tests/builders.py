@@ -231,3 +231,209 @@ def build_tiny_sd3_pipeline(
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build_tiny_sdxl_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 32,
+):
+    """A random-weight ``StableDiffusionXLPipeline`` on ``resolution/2`` latents (4 channels).
+
+    SDXL's layout: a ``CLIPTextModel`` and a ``CLIPTextModelWithProjection`` (hidden width
+    ``text_dim`` each, concatenated to ``cross_attention_dim = 2·text_dim``), a UNet with
+    ``addition_embed_type="text_time"`` fed the pooled embedding of the second encoder
+    (``added_cond_kwargs["text_embeds"]``) and the six size/crop ``time_ids``, SD's
+    ``DDIMScheduler`` configuration.
+    """
+    from diffusers import DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tok1 = build_word_tokenizer(texts)
+    tok2 = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    time_dim = 8
+    unet = UNet2DConditionModel(
+        sample_size=resolution // 2,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * time_dim + text_dim,
+        cross_attention_dim=2 * text_dim,
+        norm_num_groups=8,
+    )
+    enc1 = CLIPTextModel(_clip_config(tok1, text_dim))
+    enc2 = CLIPTextModelWithProjection(_clip_config(tok2, text_dim, projection_dim=text_dim))
+    pipe = StableDiffusionXLPipeline(
+        vae=_tiny_vae(resolution),
+        text_encoder=enc1.eval(),
+        text_encoder_2=enc2.eval(),
+        tokenizer=tok1,
+        tokenizer_2=tok2,
+        unet=unet.eval(),
+        scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG),
+        add_watermarker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _t5_config(tokenizer, text_dim: int):
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=len(tokenizer),
+        d_model=text_dim,
+        d_kv=8,
+        d_ff=2 * text_dim,
+        num_layers=2,
+        num_heads=4,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+
+
+def build_tiny_auraflow_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 32,
+    shift: float = 1.73,
+):
+    """A random-weight ``AuraFlowPipeline`` on ``resolution/2`` latents (4 channels).
+
+    ``AuraFlowTransformer2DModel`` (patch 2, one MMDiT and one single-DiT layer), a tiny
+    ``UMT5EncoderModel``, ``FlowMatchEulerDiscreteScheduler(shift=shift)``. AuraFlow's loop
+    passes the transformer σ itself (``t / 1000``), not σ·1000 as SD3 does.
+    """
+    from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import UMT5EncoderModel
+
+    tok = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    latent = resolution // 2
+    transformer = AuraFlowTransformer2DModel(
+        sample_size=latent,
+        patch_size=2,
+        in_channels=4,
+        num_mmdit_layers=1,
+        num_single_dit_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=text_dim,
+        caption_projection_dim=16,
+        out_channels=4,
+        pos_embed_max_size=(latent // 2) ** 2,
+    )
+    enc = UMT5EncoderModel(_t5_config(tok, text_dim))
+    pipe = AuraFlowPipeline(
+        tokenizer=tok,
+        text_encoder=enc.eval(),
+        vae=_tiny_vae(resolution),
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_pixart_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 32,
+    sigma: bool = False,
+):
+    """A random-weight ``PixArtAlphaPipeline`` (``sigma=True``: ``PixArtSigmaPipeline``) on
+    ``resolution/2`` latents: ``PixArtTransformer2DModel`` with learned variance (8 = 2·4 output
+    channels), a tiny ``T5EncoderModel`` whose attention mask the transformer also gets
+    (``encoder_attention_mask``), ``DPMSolverMultistepScheduler`` (ε). Call it with
+    ``use_resolution_binning=False`` (the bins exist only for the released sizes)."""
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        PixArtAlphaPipeline,
+        PixArtSigmaPipeline,
+        PixArtTransformer2DModel,
+    )
+    from transformers import T5EncoderModel
+
+    tok = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        sample_size=resolution // 2,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=text_dim,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    enc = T5EncoderModel(_t5_config(tok, text_dim))
+    cls = PixArtSigmaPipeline if sigma else PixArtAlphaPipeline
+    pipe = cls(
+        tokenizer=tok,
+        text_encoder=enc.eval(),
+        vae=_tiny_vae(resolution),
+        transformer=transformer.eval(),
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_flux_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 32,
+):
+    """A random-weight ``FluxPipeline`` (true CFG with ``true_cfg_scale`` and a negative
+    prompt: two transformer calls per step) on 2×2-packed latents: ``FluxTransformer2DModel``
+    (16 = 4·2·2 input channels), a CLIP (pooled) and a T5 text encoder,
+    ``FlowMatchEulerDiscreteScheduler``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    tok1 = build_word_tokenizer(texts)
+    tok2 = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=text_dim,
+        pooled_projection_dim=text_dim,
+        axes_dims_rope=(4, 4, 8),
+    )
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=_tiny_vae(resolution, shift_factor=0.0, use_quant_conv=False, use_post_quant_conv=False),
+        text_encoder=CLIPTextModel(_clip_config(tok1, text_dim)).eval(),
+        tokenizer=tok1,
+        text_encoder_2=T5EncoderModel(_t5_config(tok2, text_dim)).eval(),
+        tokenizer_2=tok2,
+        transformer=transformer.eval(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -21,7 +21,17 @@ family                denoiser            x the call gets  output → ε
 
 For DDPM-family schedulers ᾱ is the scheduler's ``alphas_cumprod`` at the timestep (fractional
 timesteps interpolate σ = √((1−ᾱ)/ᾱ) linearly, as diffusers' Euler schedulers do); for flow
-matching the timestep is σ·T and ᾱ = (1−σ)²/((1−σ)² + σ²) (same SNR, ((1−σ)/σ)²).
+matching ᾱ = (1−σ)²/((1−σ)² + σ²) (same SNR, ((1−σ)/σ)²), and σ is read on the clock the
+pipeline gives its transformer, which differs between families: SD3 passes the scheduler's
+timestep σ·T, AuraFlow σ itself (``t / 1000``), Sana σ·T·``transformer.config.timestep_scale``
+(:data:`FLOW_CLOCKS`). A flow-matching pipeline of another class is refused with one line:
+nothing is recorded on an assumed clock. The scheduler's own ``step`` always gets σ·T
+(:meth:`PipelineAdapter.denoiser_timestep` converts).
+
+Pipelines the adapter cannot read yet are refused by name (:func:`unsupported_reason`): loops
+that call the denoiser twice per step (true CFG: Flux, Qwen-Image, Chroma, Lumina 2, CogView4),
+packed latents (``_pack_latents``), Modular Diffusers pipelines (CFG through a guider),
+HunyuanDiT's composing (two text streams) and pipelines without ``encode_prompt`` (Kandinsky 2.2).
 Times: ``t_native`` is the schedule's own time (the DDPM step, or σ), ``t_frac`` ∈ [0, 1]
 (1 = pure noise) is t/(T−1) for DDPM-family schedulers and σ itself for flow matching, and
 :meth:`PipelineAdapter.schedule` is the :class:`reschrom.schedules.Schedule` on that same
@@ -47,18 +57,93 @@ PREDICTIONS = ("epsilon", "v_prediction", "sample", "flow")
 
 _MISSING = object()
 
+FLOW_CLOCKS: dict[str, str] = {
+    "StableDiffusion3": "sigma_T",
+    "AuraFlow": "sigma",
+    "Sana": "sigma_T_scaled",
+}
+"""Flow-matching pipeline class prefix → the timestep its loop gives the transformer:
+``sigma_T`` σ·T (the scheduler's own timestep), ``sigma`` σ (AuraFlow's ``t / 1000``),
+``sigma_T_scaled`` σ·T·``transformer.config.timestep_scale`` (Sana)."""
+
+TWO_CALL_PIPELINES: dict[str, str] = {
+    "Flux": "",
+    "QwenImage": "",
+    "Chroma": "",
+    "Lumina2": "; its transformer also gets 1 − σ and the loop negates its output",
+    "CogView4": "",
+    "HiDream": "",
+}
+"""Pipeline class prefixes whose loop calls the denoiser once per condition (cond, then uncond)."""
+
+
+def unsupported_reason(pipe: Any) -> str | None:
+    """One line saying why the adapter cannot read ``pipe``'s CFG steps, or None.
+
+    Refused: Modular Diffusers pipelines (a guider runs one batch-1 call per condition),
+    true-CFG loops that call the denoiser twice per step (:data:`TWO_CALL_PIPELINES`, or any
+    ``__call__`` with ``true_cfg_scale``) and packed latents (``_pack_latents``: 2×2 patch
+    tokens instead of (C, H, W)). The probe, the composer and the x̂0 capture pair only one
+    batched [uncond, cond] call per step on (C, H, W) latents.
+    """
+    name = type(pipe).__name__
+    mro = {c.__name__ for c in type(pipe).__mro__}
+    if "ModularPipeline" in mro:
+        return (
+            f"{name} is a Modular Diffusers pipeline: its guider runs one batch-1 denoiser call per "
+            "condition, and the adapter pairs only one batched [uncond, cond] call per step; build the "
+            "classic pipeline class from the same components instead"
+        )
+    extra = next((v for k, v in TWO_CALL_PIPELINES.items() if name.startswith(k)), None)
+    true_cfg = callable(pipe) and "true_cfg_scale" in inspect.signature(pipe.__call__).parameters
+    packed = hasattr(pipe, "_pack_latents")
+    if extra is not None or true_cfg:
+        return (
+            f"{name} calls its transformer twice per step (conditional, then unconditional: true CFG)"
+            f"{' on 2×2-packed latents' if packed else ''}{extra or ''}; the adapter pairs only one "
+            "batched [uncond, cond] call per step on (C, H, W) latents: this family is not supported yet"
+        )
+    if packed:
+        return (
+            f"{name} packs its latents into 2×2 patch tokens (_pack_latents); the adapter computes "
+            "bands only on (C, H, W) latents: this family is not supported yet"
+        )
+    return None
+
+
+def _flow_clock(pipe: Any, denoiser: torch.nn.Module) -> float:
+    """``time_scale`` with σ = timestep / time_scale for the transformer calls of ``pipe``
+    (:data:`FLOW_CLOCKS`); a class it does not know is refused with one line."""
+    name = type(pipe).__name__
+    T = float(pipe.scheduler.config.get("num_train_timesteps", 1000))
+    clock = next((v for k, v in FLOW_CLOCKS.items() if name.startswith(k)), None)
+    if clock == "sigma_T":
+        return T
+    if clock == "sigma":
+        return 1.0
+    if clock == "sigma_T_scaled":
+        return T * float(denoiser.config.get("timestep_scale", 1.0))
+    raise ValueError(
+        f"{name}: the adapter does not know which clock this flow-matching pipeline gives its "
+        f"{type(denoiser).__name__} (σ·T as StableDiffusion3, σ as AuraFlow, 1 − σ as Lumina 2, …), "
+        f"and records nothing on an assumed one; known: {', '.join(k + '*' for k in FLOW_CLOCKS)}"
+    )
+
 
 class PromptEmbeddings(NamedTuple):
-    """One prompt encoded by its pipeline: (cond, uncond[, pooled_cond, pooled_uncond]).
+    """One prompt encoded by its pipeline: everything of it the denoiser sees.
 
-    ``pooled_*`` are the pooled text embeddings of SD3-style pipelines (``pooled_projections``);
-    None for pipelines without them.
+    ``pooled_*`` are the pooled text embeddings (SD3's ``pooled_projections``, SDXL's
+    ``added_cond_kwargs["text_embeds"]``), ``mask_*`` the text attention masks (PixArt, Sana,
+    AuraFlow: ``prompt_attention_mask``); None for pipelines without them.
     """
 
     cond: torch.Tensor
     uncond: torch.Tensor
     pooled_cond: torch.Tensor | None = None
     pooled_uncond: torch.Tensor | None = None
+    mask_cond: torch.Tensor | None = None
+    mask_uncond: torch.Tensor | None = None
 
     def pipeline_kwargs(self) -> dict[str, torch.Tensor]:
         """The ``pipe(...)`` keyword arguments that pass these embeddings instead of a prompt."""
@@ -66,6 +151,9 @@ class PromptEmbeddings(NamedTuple):
         if self.pooled_cond is not None:
             kw["pooled_prompt_embeds"] = self.pooled_cond
             kw["negative_pooled_prompt_embeds"] = self.pooled_uncond
+        if self.mask_cond is not None:
+            kw["prompt_attention_mask"] = self.mask_cond
+            kw["negative_prompt_attention_mask"] = self.mask_uncond
         return kw
 
 
@@ -139,6 +227,13 @@ class PipelineAdapter:
         self.timestep_arg = "timestep"
         self.embeds_arg = "encoder_hidden_states"
         self.pooled_arg: str | None = "pooled_projections" if "pooled_projections" in self._params else None
+        # where the pooled text embedding enters: SD3 ``pooled_projections``; SDXL's UNet
+        # (``addition_embed_type="text_time"``) ``added_cond_kwargs["text_embeds"]``
+        self.pooled_path: tuple[str, ...] | None = (self.pooled_arg,) if self.pooled_arg else None
+        if self.pooled_path is None and getattr(denoiser.config, "addition_embed_type", None) == "text_time":
+            self.pooled_path = ("added_cond_kwargs", "text_embeds")
+        self.mask_arg: str | None = "encoder_attention_mask" if "encoder_attention_mask" in self._params else None
+        self.time_scale = float(self.num_train_timesteps)
         self._tables: dict[str, torch.Tensor] = {}
 
     # -- construction ------------------------------------------------------------------------
@@ -157,6 +252,9 @@ class PipelineAdapter:
                 f"PipelineAdapter.for_pipeline takes the pipeline, not its denoiser "
                 f"({type(pipe).__name__}): pass pipe, not pipe.unet"
             )
+        reason = unsupported_reason(pipe)
+        if reason is not None:
+            raise ValueError(reason)
         den = None
         for name in ("unet", "transformer"):
             m = getattr(pipe, name, None)
@@ -169,7 +267,9 @@ class PipelineAdapter:
         if sched is None:
             raise ValueError(f"{type(pipe).__name__} has no scheduler")
         if "FlowMatch" in type(sched).__name__:
-            return FlowMatchAdapter(pipe, den, "sd3", "flow")
+            adapter = FlowMatchAdapter(pipe, den, "sd3", "flow")
+            adapter.time_scale = _flow_clock(pipe, den)
+            return adapter
         if getattr(sched, "alphas_cumprod", None) is None:
             raise ValueError(
                 f"{type(pipe).__name__}: scheduler {type(sched).__name__} is neither DDPM-family "
@@ -269,6 +369,36 @@ class PipelineAdapter:
     def pooled(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
         return None if self.pooled_arg is None else self.arg(args, kwargs, self.pooled_arg, None)
 
+    def pooled_at(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """The pooled text embedding of a call where :attr:`pooled_path` says it enters."""
+        if self.pooled_path is None:
+            return None
+        v = self.arg(args, kwargs, self.pooled_path[0], None)
+        for key in self.pooled_path[1:]:
+            v = v.get(key) if isinstance(v, dict) else None
+        return v
+
+    def with_pooled(self, args: tuple, kwargs: dict, value: torch.Tensor) -> tuple[tuple, dict]:
+        """(args, kwargs) with the pooled text embedding at :attr:`pooled_path` set to ``value``."""
+        assert self.pooled_path is not None
+        if len(self.pooled_path) == 1:
+            return self.with_arg(args, kwargs, self.pooled_path[0], value)
+        outer, key = self.pooled_path
+        d = dict(self.arg(args, kwargs, outer))
+        d[key] = value
+        return self.with_arg(args, kwargs, outer, d)
+
+    def cfg_off(self, batch: int) -> str | None:
+        """One line when a denoiser call of ``batch`` rows is not a CFG [uncond, cond] call
+        (an odd batch, or the pipeline's own ``do_classifier_free_guidance`` False), else None."""
+        flag = getattr(self.pipe, "do_classifier_free_guidance", None)
+        if batch % 2 == 0 and flag is not False:
+            return None
+        return (
+            f"{type(self.pipe).__name__} is not doing CFG: its {type(self.denoiser).__name__} got one "
+            f"batch of {batch} per step, not an [uncond, cond] pair; pass guidance_scale > 1"
+        )
+
     def is_guidance_call(self, args: tuple, kwargs: dict) -> bool:
         """False for auxiliary denoiser calls that are not the batched [uncond, cond] CFG call
         (SD3's skip-layer guidance calls the transformer a second time with ``skip_layers``)."""
@@ -313,7 +443,18 @@ class PipelineAdapter:
         ``do_classifier_free_guidance``; SD3: ``prompt_2 = prompt_3 = None``; the oracle: what it
         declares), so the embeddings are those the pipeline computes for ``pipe(prompt=...)``.
         """
-        fn = self.pipe.encode_prompt
+        name = type(self.pipe).__name__
+        fn = getattr(self.pipe, "encode_prompt", None)
+        if fn is None:
+            raise ValueError(
+                f"{name} has no encode_prompt (its conditions are not text embeddings, e.g. Kandinsky "
+                "2.2's image embeddings): composing it is not supported yet"
+            )
+        if name.startswith("HunyuanDiT"):
+            raise ValueError(
+                f"{name} conditions on two text streams (CLIP and mT5, each with a mask): composing it "
+                "is not supported yet"
+            )
         params = inspect.signature(fn).parameters
         dev = torch.device(device) if device is not None else getattr(self.pipe, "_execution_device", None)
         wanted = {
@@ -325,13 +466,33 @@ class PipelineAdapter:
             "negative_prompt": negative_prompt,
             "clean_caption": False,
         }
+        if negative_prompt is None:  # the pipeline's own default (PixArt's is "", not None)
+            del wanted["negative_prompt"]
         kw = {k: v for k, v in wanted.items() if k in params}
         with torch.no_grad():
             out = fn(prompt, **kw)
-        if out[1] is None:
-            raise ValueError(f"{type(self.pipe).__name__}.encode_prompt returned no unconditional embedding")
-        if len(out) >= 4 and out[2] is not None:
-            return PromptEmbeddings(out[0], out[1], out[2], out[3])
+        out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+        def emb(x: Any) -> bool:  # a (B, L, D) floating text embedding
+            return isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 3
+
+        def mask(x: Any) -> bool:  # an integer or boolean attention mask
+            return isinstance(x, torch.Tensor) and not x.is_floating_point()
+
+        if len(out) == 4 and emb(out[0]) and mask(out[1]) and emb(out[2]) and mask(out[3]):
+            # PixArt, Sana, AuraFlow: (cond, cond mask, uncond, uncond mask)
+            return PromptEmbeddings(out[0], out[2], mask_cond=out[1], mask_uncond=out[3])
+        if len(out) < 2 or not emb(out[1]):
+            raise ValueError(f"{name}.encode_prompt returned no unconditional embedding")
+        if not emb(out[0]):
+            raise ValueError(f"{name}.encode_prompt returned no (B, L, D) text embedding first")
+        if len(out) >= 4 and isinstance(out[2], torch.Tensor):
+            if not (out[2].is_floating_point() and out[2].ndim == 2 and isinstance(out[3], torch.Tensor)):
+                raise ValueError(
+                    f"{name}.encode_prompt returns a third output of shape {tuple(out[2].shape)} that is "
+                    "neither a pooled embedding nor a mask: the adapter does not know its layout"
+                )
+            return PromptEmbeddings(out[0], out[1], out[2], out[3])  # SD3, SDXL: pooled
         return PromptEmbeddings(out[0], out[1])
 
     # -- the schedule: overridden per parameterisation ------------------------------------------
@@ -379,6 +540,18 @@ class PipelineAdapter:
             return out_cond - out_uncond
         wd = _work_dtype(out_cond)
         return _col(s, out_cond, wd) * (out_cond.to(wd) - out_uncond.to(wd))
+
+    def denoiser_timestep(self, scheduler_timestep: Any) -> Any:
+        """The timestep the denoiser gets at the step whose scheduler timestep (what
+        ``scheduler.step`` receives) is ``scheduler_timestep``: the same for DDPM-family
+        schedulers; σ·``time_scale`` for flow matching (the scheduler's is σ·T)."""
+        return scheduler_timestep
+
+    def t_over_T(self, timestep: Any) -> float:
+        """The paper's t/T of a denoiser timestep as a host float (composing weights): the DDPM
+        step / T, or σ for flow matching."""
+        t = timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep
+        return float(t) / self.num_train_timesteps
 
     def step_values(self, timestep: Any) -> torch.Tensor:
         """(timestep, t_native, t_frac, alpha_bar) of a step (first element of a batched
@@ -453,11 +626,21 @@ class VPAdapter(PipelineAdapter):
 
 
 class FlowMatchAdapter(PipelineAdapter):
-    """Rectified flow x_flow = (1−σ)x0 + σε with velocity u = ε − x0; timestep = σ·T."""
+    """Rectified flow x_flow = (1−σ)x0 + σε with velocity u = ε − x0; the denoiser's timestep
+    is σ·``time_scale`` (T for SD3, 1 for AuraFlow: :data:`FLOW_CLOCKS`)."""
 
     def sigma(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
-        """σ = timestep / num_train_timesteps."""
-        return self._t(timestep, device) / self.num_train_timesteps
+        """σ = timestep / time_scale (a denoiser timestep)."""
+        return self._t(timestep, device) / self.time_scale
+
+    def denoiser_timestep(self, scheduler_timestep: Any) -> Any:
+        if self.time_scale == self.num_train_timesteps:
+            return scheduler_timestep
+        return scheduler_timestep * (self.time_scale / self.num_train_timesteps)
+
+    def t_over_T(self, timestep: Any) -> float:
+        t = timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep
+        return float(t) / self.time_scale
 
     def alpha_bar(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
         s = self.sigma(timestep, device)

@@ -29,6 +29,7 @@ or 1 reproduces the single-prompt images bitwise.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,10 +300,20 @@ class PromptComposer:
         embeds = [self.adapter.encode_prompt(p, self.device, self.negative_prompt) for p in self.prompts]
         self.cond = [e.cond for e in embeds]
         self.uncond = embeds[0].uncond
-        # SD3: the pooled text embeddings (``pooled_projections``) are swapped with the prompt
+        # everything that belongs to a prompt is swapped with it: the pooled text embedding (SD3's
+        # ``pooled_projections``, SDXL's ``added_cond_kwargs["text_embeds"]``) and the text
+        # attention mask (PixArt, Sana: ``encoder_attention_mask``)
         has_pooled = embeds[0].pooled_cond is not None
         self.pooled = [e.pooled_cond for e in embeds] if has_pooled else None
         self.pooled_uncond = embeds[0].pooled_uncond if has_pooled else None
+        if has_pooled and self.adapter.pooled_path is None:
+            raise ValueError(
+                f"{type(self.pipe).__name__}: encode_prompt returns a pooled embedding but the adapter does "
+                f"not know where {type(self.adapter.denoiser).__name__} receives it"
+            )
+        has_mask = embeds[0].mask_cond is not None
+        self.masks = [e.mask_cond for e in embeds] if has_mask else None
+        self.mask_uncond = embeds[0].mask_uncond if has_mask else None
         self.num_train_timesteps = self.adapter.num_train_timesteps
         self._plan: tuple | None = None
 
@@ -324,17 +335,18 @@ class PromptComposer:
         sample = a.sample(args, kwargs)
         t = a.timestep(args, kwargs)
         ehs = a.embeds(args, kwargs)
-        if ehs is None:
-            raise ValueError("denoiser called without encoder_hidden_states: is guidance on?")
         B = sample.shape[0]
-        if B % 2 or ehs.shape[0] != B:
-            raise ValueError(
-                f"expected the pipeline's batched [uncond, cond] call, got batch {B} and embeddings {ehs.shape[0]}"
-                " (guidance_scale must be > 1)"
+        off = a.cfg_off(B)
+        if off is None and (ehs is None or ehs.shape[0] != B):
+            off = (
+                f"{type(self.pipe).__name__}: its {type(module).__name__} got a batch of {B} with "
+                f"{None if ehs is None else ehs.shape[0]} text embeddings, not a batched [uncond, cond] call"
             )
+        if off is not None:
+            raise ValueError(f"PromptComposer: {off}")
         N = B // 2
         tv = _timestep_value(t)
-        t_frac = tv / self.num_train_timesteps
+        t_frac = a.t_over_T(t)  # the paper's t/T: the DDPM step / T, or σ on the pipeline's clock
         w = self.weights_at(t_frac)
         active = tuple(i for i, wi in enumerate(w) if abs(wi) > self.prune_below)
         passthrough = len(active) == 1 and w[active[0]] == 1.0
@@ -353,9 +365,12 @@ class PromptComposer:
                 args, kwargs, B, lambda x: torch.cat([x[:N]] + [x[N:]] * k, dim=0), skip=(a.embeds_arg, a.pooled_arg)
             )
         args, kwargs = a.with_arg(args, kwargs, a.embeds_arg, swap(ehs, self.cond))
-        pooled = a.pooled(args, kwargs)
+        pooled = a.pooled_at(args, kwargs)
         if pooled is not None and self.pooled is not None:
-            args, kwargs = a.with_arg(args, kwargs, a.pooled_arg, swap(pooled, self.pooled))
+            args, kwargs = a.with_pooled(args, kwargs, swap(pooled, self.pooled))
+        mask = a.arg(args, kwargs, a.mask_arg, None) if a.mask_arg else None
+        if mask is not None and self.masks is not None:
+            args, kwargs = a.with_arg(args, kwargs, a.mask_arg, swap(mask, self.masks))
         return tuple(args), kwargs
 
     def _post_hook(self, module, args, kwargs, output):
@@ -402,7 +417,8 @@ class PromptComposer:
         """The ``pipe(...)`` embedding arguments of a composed run of ``num_images`` images (the
         first prompt's, repeated; the hooks swap in the active prompts' at every step)."""
         pooled = (self.pooled[0], self.pooled_uncond) if self.pooled is not None else (None, None)
-        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled).pipeline_kwargs()
+        masks = (self.masks[0], self.mask_uncond) if self.masks is not None else (None, None)
+        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled, *masks).pipeline_kwargs()
         return {k: v.repeat_interleave(num_images, dim=0) for k, v in e.items()}
 
     def __call__(self, **kwargs: Any) -> Any:
@@ -415,6 +431,8 @@ class PromptComposer:
         if kwargs.get("guidance_scale", 2.0) <= 1.0:
             raise ValueError("prompt composing needs classifier-free guidance (guidance_scale > 1)")
         n = int(kwargs.pop("num_images_per_prompt", None) or 1)
+        if "negative_prompt" in inspect.signature(self.pipe.__call__).parameters:
+            kwargs.setdefault("negative_prompt", None)  # PixArt defaults to "", which clashes with the embeddings
         self.records = []
         with torch.no_grad(), self.hooks():
             return self.pipe(**self.embedding_kwargs(n), num_images_per_prompt=1, **kwargs)

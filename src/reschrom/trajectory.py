@@ -87,12 +87,13 @@ def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[
     @functools.wraps(original)
     def step(model_output, timestep, sample, *args, **kwargs):
         t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
-        x0 = adapter.x0(sample, model_output, t).float()
+        td = adapter.denoiser_timestep(t)  # the scheduler's clock (σ·T) → the denoiser's (σ for AuraFlow)
+        x0 = adapter.x0(sample, model_output, td).float()
         if on_step is not None:
             on_step(t, sample, x0)
         cap.timesteps.append(t)
-        cap.t_native.append(float(adapter.t_native(t)))
-        cap.t_frac.append(float(adapter.t_frac(t)))
+        cap.t_native.append(float(adapter.t_native(td)))
+        cap.t_frac.append(float(adapter.t_frac(td)))
         if keep:
             cap.x_t.append(sample.detach().float())
             cap.x0.append(x0.detach())
