@@ -3,6 +3,9 @@
 # intervals, agreement tables and figures.
 
 
+include: "helpers/chromatography.smk"
+
+
 # One job per shard of prompts (chromatography.shard_size): it loads the model once and writes
 # the per-prompt dumps of its prompts, batch_prompts prompts per pipeline call. Shards come from
 # a stable hash trie of the prompt ids (reschrom.chromatography.assign_shards), so adding a

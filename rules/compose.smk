@@ -1,6 +1,9 @@
 # Time-dependent prompt composing (paper §4.3, eq. 6 and 25, Fig. 7 and 9).
 
 
+include: "helpers/compose.smk"
+
+
 rule compose_pair:
     input:
         lambda wc: get_model_input(wc.model),
@@ -60,6 +63,8 @@ rule compose_metrics:
         "../scripts/compose_metrics.py"
 
 
+# The two figures of a composing model: the grid (Fig. 7) and, with the same params, all pairs
+# (Fig. 9); scripts/plot_compose.py draws the figure its rule names.
 rule plot_compose_grid:
     input:
         metrics="results/compose/{model}/metrics.parquet",
@@ -90,10 +95,10 @@ rule plot_compose_grid:
     conda:
         "../envs/reschrom.yaml"
     script:
-        "../scripts/plot_compose_grid.py"
+        "../scripts/plot_compose.py"
 
 
-rule plot_compose_pairs:
+use rule plot_compose_grid as plot_compose_pairs with:
     input:
         metrics="results/compose/{model}/metrics.parquet",
         images=lambda wc: get_compose_pair_images(wc.model),
@@ -106,16 +111,3 @@ rule plot_compose_pairs:
         ),
     log:
         "results/logs/plot_compose_pairs/{model}.log",
-    wildcard_constraints:
-        model=COMPOSE_MODELS,
-    params:
-        compose_dir=lambda wc: f"results/compose/{wc.model}",
-        etas=config["compose"]["etas"],
-        dpi=config["figures"]["dpi"],
-    threads: get_threads("plot")
-    resources:
-        **get_resources("plot"),
-    conda:
-        "../envs/reschrom.yaml"
-    script:
-        "../scripts/plot_compose_pairs.py"

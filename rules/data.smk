@@ -1,6 +1,9 @@
 # Datasets (§4.2): level 0 and captions of both splits, then D^m of level 0 per level.
 
 
+include: "helpers/data.smk"
+
+
 rule prepare_dataset:
     output:
         train="results/data/{dataset}/train/level_0.safetensors",

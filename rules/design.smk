@@ -4,6 +4,9 @@
 # Theory jobs import no torch; only design_nfe samples a model.
 
 
+include: "helpers/design.smk"
+
+
 rule design_schedule:
     output:
         table="results/design/{base}.parquet",

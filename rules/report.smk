@@ -1,6 +1,9 @@
 # The report's tables (§4.1–4.3): each stage's key Parquet table rendered as HTML, the results of
 # the report category "Key tables (§4.1–4.3)" (one subcategory per stage), which the landing page
-# (report/workflow.rst) links to. The tables of a run: get_report_tables() in common.smk.
+# (report/workflow.rst) links to. The tables of a run: get_report_tables() in helpers/report.smk.
+
+
+include: "helpers/report.smk"
 
 
 rule table_upscale_metrics:
@@ -28,6 +31,7 @@ rule table_upscale_metrics:
         "../scripts/report_table.py"
 
 
+# The tables of a model (agreement, composing shares): one rule and its `use rule` twin.
 rule table_chromatography_agreement:
     input:
         "results/chromatography/{model}_agreement.parquet",
@@ -55,7 +59,7 @@ rule table_chromatography_agreement:
         "../scripts/report_table.py"
 
 
-rule table_compose_shares:
+use rule table_chromatography_agreement as table_compose_shares with:
     input:
         "results/compose/{model}/metrics.parquet",
     output:
@@ -72,11 +76,3 @@ rule table_compose_shares:
         model=COMPOSE_MODELS,
     params:
         kind="compose",
-        name=lambda wc: wc.model,
-    threads: get_threads("aggregate")
-    resources:
-        **get_resources("aggregate"),
-    conda:
-        "../envs/reschrom.yaml"
-    script:
-        "../scripts/report_table.py"

@@ -1,6 +1,9 @@
 # Coarse-to-fine generation: spectra of the change of x̂0 along sampling trajectories (paper Fig. 1, eq. 7).
 
 
+include: "helpers/spectra.smk"
+
+
 rule x0_spectra:
     input:
         lambda wc: get_model_input(wc.model),

@@ -1,3 +1,6 @@
+include: "helpers/theory.smk"
+
+
 rule theory_table:
     output:
         "results/theory/{schedule}.parquet",

@@ -4,6 +4,11 @@
 # fill the cores around them.
 
 
+include: "helpers/train.smk"
+
+
+# One rule per kind of model (its data level and wildcard constraint); train_residual and train_t2i
+# are train_lowres with those changed (`use rule … with:` keeps the other params, e.g. level=0).
 rule train_lowres:
     input:
         data="results/data/{dataset}/train/level_1.safetensors",
@@ -35,35 +40,17 @@ rule train_lowres:
         "../scripts/train_model.py"
 
 
-rule train_residual:
+use rule train_lowres as train_residual with:
     input:
         data="results/data/{dataset}/train/level_0.safetensors",
-    output:
-        directory("results/models/{dataset}/{model}"),
     log:
         "results/logs/train_residual/{dataset}_{model}.log",
     benchmark:
         "results/benchmarks/train_residual/{dataset}_{model}.tsv"
     wildcard_constraints:
         model=get_trained_pattern("residual"),
-    priority: 10
     params:
         kind="residual",
-        level=0,
-        model=lambda wc: get_model_cfg(wc.model),
-        train=lambda wc: get_train_cfg(wc.model),
-        schedule=get_train_schedule(),
-        num_levels=config["training"]["num_levels"],
-        kernel=config["kernel"],
-        seed=config["seed"],
-        checkpoints="results/checkpoints/{dataset}/{model}",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
-    script:
-        "../scripts/train_model.py"
 
 
 rule train_level:
@@ -97,35 +84,17 @@ rule train_level:
         "../scripts/train_model.py"
 
 
-rule train_t2i:
+use rule train_lowres as train_t2i with:
     input:
         unpack(get_t2i_data),
-    output:
-        directory("results/models/{dataset}/{model}"),
     log:
         "results/logs/train_t2i/{dataset}_{model}.log",
     benchmark:
         "results/benchmarks/train_t2i/{dataset}_{model}.tsv"
     wildcard_constraints:
         model=get_trained_pattern("t2i"),
-    priority: 10
     params:
         kind="t2i",
-        level=0,
-        model=lambda wc: get_model_cfg(wc.model),
-        train=lambda wc: get_train_cfg(wc.model),
-        schedule=get_train_schedule(),
-        num_levels=config["training"]["num_levels"],
-        kernel=config["kernel"],
-        seed=config["seed"],
-        checkpoints="results/checkpoints/{dataset}/{model}",
-    threads: get_threads("train")
-    resources:
-        **get_resources("train"),
-    conda:
-        "../envs/reschrom.yaml"
-    script:
-        "../scripts/train_model.py"
 
 
 rule plot_training_loss:

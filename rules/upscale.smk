@@ -3,6 +3,9 @@
 # params, so re-plotting never resamples.
 
 
+include: "helpers/upscale.smk"
+
+
 rule upscale_sample:
     input:
         unpack(get_upscale_models),
