@@ -24,6 +24,14 @@ include: "rules/design.smk"
 include: "rules/report.smk"
 
 
+# a stage emptied on purpose (chromatography.measure: [] …) runs without it: one line, at planning
+if workflow.is_main_process:
+    from reschrom.config import empty_stage_notices
+
+    for _notice in empty_stage_notices(config):
+        sys.stderr.write(_notice + "\n")
+
+
 rule all:
     default_target: True
     input:

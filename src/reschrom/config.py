@@ -118,6 +118,36 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     return config
 
 
+EMPTY_STAGES: dict[tuple[str, ...], str] = {
+    ("chromatography", "measure"): "no measurement of CFG will run (no guidance dumps, measured chromatography or agreement)",
+    ("compose", "run"): "no prompt composing will run",
+    ("spectra", "run"): "no x̂0 spectra will be measured",
+    ("design", "schedules"): "no schedule will be designed",
+    ("design", "nfe", "run"): "no NFE experiment will run",
+}
+"""Stage lists that may be empty on purpose, with what an empty one leaves out of the run."""
+
+
+def empty_stage_notices(config: Mapping[str, Any]) -> list[str]:
+    """One line per stage list of :data:`EMPTY_STAGES` that is present and empty in a validated
+    ``config``, e.g. ``reschrom: chromatography.measure is empty: no measurement of CFG will run (…)``:
+    the run goes on without that stage, and says so once, at planning."""
+    out = []
+    for keys, what in EMPTY_STAGES.items():
+        node: Any = config
+        for k in keys:
+            node = node.get(k) if isinstance(node, Mapping) else None
+        if isinstance(node, list) and not node:
+            out.append(f"reschrom: {'.'.join(keys)} is empty: {what}")
+    up = config.get("upscale")
+    if isinstance(up, Mapping) and up.get("source") == "trained":
+        from reschrom.registry import trained_names
+
+        if not trained_names(config):
+            out.append("reschrom: upscale.source is trained but the registry has no trained model: no upscaling will run")
+    return out
+
+
 def _check_semantics(config: Mapping[str, Any]) -> None:
     from reschrom.schedules import build_schedule
 
