@@ -63,6 +63,36 @@ GUIDANCE_COLUMNS = [
 """The contract of ``results/guidance/{model}/{prompt_id}.parquet`` (docs/DESIGN.md); the
 extra column ``alpha_bar`` follows. The one definition of the dump columns."""
 
+UNDEFINED_RATIO = 1e-12
+"""r̃(t) is undefined (NaN) where ‖g‖² ≤ this × ‖ε_cond‖²: g is then rounding noise
+(e.g. the oracle after its concept posterior has collapsed, where exactly g = 0)."""
+
+
+class UndefinedStepsWarning(UserWarning):
+    """A measurement in which the CFG term vanishes at some steps, where r̃ (eq. 19) is undefined."""
+
+
+def warn_undefined(defined: np.ndarray, what: str, stacklevel: int = 3) -> int:
+    """Warn (:class:`UndefinedStepsWarning`, one line naming ``what``) when ``defined``
+    ((steps, samples) bool, False where the CFG term is zero) has undefined entries; returns
+    their number (0: no warning)."""
+    d = np.asarray(defined, dtype=bool)
+    d = d.reshape(d.shape[0], -1)
+    bad = int((~d).sum())
+    if bad:
+        S, B = d.shape
+        every = int((~d).all(1).sum())
+        warnings.warn(
+            f"{what}: the CFG term is zero at {bad} of {S * B} (step, sample) rows "
+            f"({every} of {S} steps for every sample), where r̃ (eq. 19) is undefined and its row is 0: "
+            "the prompt names nothing the model tells apart, or the guidance has vanished "
+            "(e.g. the oracle after its concept posterior has chosen)",
+            UndefinedStepsWarning,
+            stacklevel=stacklevel,
+        )
+    return bad
+
+
 PROMPT_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 """Every prompt id matches this (a Snakemake wildcard constraint)."""
 
@@ -334,6 +364,9 @@ def _prompt_frames(
 
     for i, prompt in enumerate(batch):
         results = [_split_result(res, i, n) for _, res in per_seed]
+        warn_undefined(
+            np.concatenate([r.defined() for r in results], axis=1), f"model {model!r}, prompt {prompt!r}", stacklevel=4
+        )
         frames = [
             guidance_frame(
                 r, model=model, prompt_id=prompt_id(prompt), prompt=prompt, seed=seed, kernel=kernel,
@@ -602,10 +635,6 @@ def write_guidance_shard(
 # aggregation (streaming over the dumps)
 # --------------------------------------------------------------------------------------
 
-UNDEFINED_RATIO = 1e-12
-"""r̃(t) is undefined (NaN) where ‖g‖² ≤ this × ‖ε_cond‖²: g is then rounding noise
-(e.g. the oracle after its concept posterior has collapsed, where exactly g = 0)."""
-
 _DUMP_COLUMNS = [c for c in GUIDANCE_COLUMNS if c not in ("model", "t")] + ["alpha_bar"]
 """What aggregation reads of a dump."""
 
@@ -810,6 +839,9 @@ def _table_from_stack(stack: PromptStack, kernel: int, boot: np.ndarray | None) 
             "r_measured_lo": lo.ravel(),
             "r_measured_hi": hi.ravel(),
             "alpha_bar": np.broadcast_to(stack.alpha_bar[:, None], (T, M)).ravel(),
+            # how many of the T steps have r̃ defined at every level (for at least one prompt)
+            "steps_defined": np.int32((n > 0).all(-1).sum()),
+            "n_steps": np.int32(T),
         }
     )
     if stack.norms is not None:
@@ -844,9 +876,24 @@ def aggregate_chromatography(
     prompt), ``n_prompts`` their number. ``r_measured_lo``/``r_measured_hi``: the 95 %
     percentile bootstrap interval over prompts (``n_boot`` resamples with replacement, seeded
     by ``seed``; NaN without resamples or where fewer than two prompts are defined). Extra
-    columns: alpha_bar, norm_guidance, norm_cond, norm_uncond (means over prompts).
+    columns: alpha_bar, steps_defined (how many of the n_steps steps have r̃ defined at every
+    level; an :class:`UndefinedStepsWarning` when not all), n_steps, norm_guidance, norm_cond,
+    norm_uncond (means over prompts).
     """
-    return chromatography_from_stack(stack_prompt_tables(dumps, undefined_ratio), kernel, n_boot, seed)[0]
+    table = chromatography_from_stack(stack_prompt_tables(dumps, undefined_ratio), kernel, n_boot, seed)[0]
+    _warn_undefined_steps(table, "aggregate_chromatography")
+    return table
+
+
+def _warn_undefined_steps(table: pd.DataFrame, what: str) -> None:
+    """One :class:`UndefinedStepsWarning` when an aggregate table has steps without r̃."""
+    if len(table) and int(table["steps_defined"].iloc[0]) < int(table["n_steps"].iloc[0]):
+        warnings.warn(
+            f"{what}: r̃ (eq. 19) is defined at {int(table['steps_defined'].iloc[0])} of "
+            f"{int(table['n_steps'].iloc[0])} steps; at the others the CFG term is zero for every prompt",
+            UndefinedStepsWarning,
+            stacklevel=3,
+        )
 
 
 def category_table(
@@ -955,7 +1002,8 @@ def agreement_table(chrom: pd.DataFrame, model: str = "", boot: np.ndarray | Non
     (steps where r̃ is undefined are skipped); peak_t_diff = measured − theory;
     spearman_peak_order: Spearman rank correlation of the two peak times across levels (NaN if
     either is constant); jsd_mean / jsd_max: Jensen–Shannon divergence (bits) between r̃(·|t)
-    and r(·|t), mean and max over the steps where r̃ is defined (their number: n_t).
+    and r(·|t), mean and max over the steps where r̃ is defined (their number: n_t, of
+    n_steps, the last column).
 
     ``boot`` (n_boot, T, M): bootstrap replicates of r̃ (t_frac ascending, m ascending, as from
     :func:`chromatography_from_stack`); each metric of :data:`AGREEMENT_INTERVALS` then gets
@@ -993,6 +1041,7 @@ def agreement_table(chrom: pd.DataFrame, model: str = "", boot: np.ndarray | Non
         b = None if reps is None else (reps[k][:, None] if reps[k].ndim == 1 else reps[k])
         lo, hi = percentile_interval(None if b is None else np.broadcast_to(b, (b.shape[0], M)), e)
         out[f"{k}_lo"], out[f"{k}_hi"] = lo, hi
+    out["n_steps"] = np.int32(len(t))  # n_t of these steps have r̃ defined at every level
     return out
 
 
@@ -1013,6 +1062,7 @@ def write_chromatography(
 
     stack = stack_prompt_tables(dumps)
     chrom, boot = chromatography_from_stack(stack, kernel, n_boot, seed)
+    _warn_undefined_steps(chrom, f"model {model!r}")
     write_parquet(chrom, out)
     write_parquet(agreement_table(chrom, model, boot), agreement_out)
     if categories_out is not None:

@@ -20,6 +20,12 @@ device:
 
 Per-step results stay device tensors; :meth:`GuidanceProbe.result` moves them to the host
 once. The hook returns nothing, so the pipeline's output is bitwise unchanged.
+
+Where the CFG term is zero (a prompt naming nothing the model tells apart; the oracle once its
+concept posterior has chosen), r̃ of eq. 19 is undefined: :meth:`ProbeResult.defined` marks
+those (step, sample) rows, :meth:`ProbeResult.relative` warns with their count
+(:class:`~reschrom.chromatography.UndefinedStepsWarning`) and the dump's ``defined`` column
+says it row by row.
 """
 
 from __future__ import annotations
@@ -35,9 +41,17 @@ import torch
 
 from reschrom import pyramid, theory
 from reschrom.adapters import PipelineAdapter
-from reschrom.chromatography import GUIDANCE_COLUMNS
+from reschrom.chromatography import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning, warn_undefined
 
-__all__ = ["ENERGY_KINDS", "GUIDANCE_COLUMNS", "GuidanceProbe", "ProbeResult", "guidance_frame", "save_tensors"]
+__all__ = [
+    "ENERGY_KINDS",
+    "GUIDANCE_COLUMNS",
+    "GuidanceProbe",
+    "ProbeResult",
+    "UndefinedStepsWarning",
+    "guidance_frame",
+    "save_tensors",
+]
 
 ENERGY_KINDS = ("guidance", "cond", "uncond")
 """Order of the energy axis: g, ε_cond, ε_uncond."""
@@ -76,11 +90,34 @@ class ProbeResult:
     def num_levels(self) -> int:
         return int(self.energies.shape[3])
 
-    def relative(self, kind: str = "guidance") -> np.ndarray:
-        """r̃_m(t) of eq. 19 for one energy kind, shape (S, B, M); rows sum to 1 (rows of a
-        zero term, e.g. g at σ = 1 where ε = x_flow for every prompt, are 0)."""
+    def defined(self, undefined_ratio: float = UNDEFINED_RATIO) -> np.ndarray:
+        """(S, B) bool: where r̃(t) of eq. 19 is defined, i.e. the CFG term is not zero:
+        ‖g‖² > ``undefined_ratio`` · ‖ε_cond‖² (the aggregation's own rule). It is not where
+        the prompt changes nothing (it names nothing the model tells apart, e.g. a prompt
+        naming no concept of the oracle) or the model's guidance vanishes (the oracle once its
+        concept posterior has chosen; a flow model at σ = 1)."""
+        tot = self.energies.sum(-1)  # (S, 3, B)
+        return tot[:, 0] > undefined_ratio * tot[:, 1]
+
+    @property
+    def num_defined(self) -> int:
+        """How many (step, sample) pairs have a defined r̃ (:meth:`defined`)."""
+        return int(self.defined().sum())
+
+    def relative(self, kind: str = "guidance", *, warn: bool = True) -> np.ndarray:
+        """r̃_m(t) of eq. 19 for one energy kind, shape (S, B, M); each row sums to 1 where the
+        term is nonzero and is 0 where it is zero. For the CFG term (``kind="guidance"``) "zero"
+        is the aggregation's rule (:meth:`defined`: ‖g‖² at most rounding noise of ‖ε_cond‖²),
+        and those rows are counted: an :class:`UndefinedStepsWarning` says how many of the S·B
+        (step, sample) rows are undefined, unless ``warn=False``."""
         e = self.energies[:, ENERGY_KINDS.index(kind)]
-        return e / np.maximum(e.sum(-1, keepdims=True), np.finfo(np.float64).tiny)
+        r = e / np.maximum(e.sum(-1, keepdims=True), np.finfo(np.float64).tiny)
+        if kind == "guidance":
+            ok = self.defined()
+            if warn:
+                warn_undefined(ok, what="GuidanceProbe")
+            r = np.where(ok[..., None], r, 0.0)
+        return r
 
 
 class GuidanceProbe(contextlib.AbstractContextManager):
@@ -156,11 +193,9 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         sample = a.sample(args, kwargs)
         out = a.output_tensor(output)
         n = out.shape[0]
-        if n % 2:
-            raise ValueError(
-                f"GuidanceProbe: denoiser batch {n} is odd; the pipeline is not doing CFG "
-                "(use guidance_scale > 1)"
-            )
+        off = a.cfg_off(n)  # an odd batch, or the pipeline's own do_classifier_free_guidance False
+        if off is not None:
+            raise ValueError(f"GuidanceProbe: {off}")
         # the timestep stays where the pipeline keeps it (a device tensor: no sync)
         t = a.step_values(a.timestep(args, kwargs))  # (timestep, t_native, t_frac, ᾱ)
         c = sample.shape[1]
@@ -242,7 +277,9 @@ def guidance_frame(
     kernel: int = 2,
     resolution: int | None = None,
 ) -> pd.DataFrame:
-    """One row per (sample, step, m): the contract of ``results/guidance/...`` (docs/DESIGN.md).
+    """One row per (sample, step, m): the contract of ``results/guidance/...`` (docs/DESIGN.md),
+    then the extra columns ``alpha_bar`` and ``defined`` (bool, the same for every m of a
+    (sample, step): whether r̃ of eq. 19 is defined there, :meth:`ProbeResult.defined`).
 
     ``t`` is the denoiser's own time (a DDPM step index, or σ of a flow-matching / EDM model:
     ``result.t_native`` where the probe recorded it). The result's own per-step ``alpha_bar``
@@ -287,6 +324,7 @@ def guidance_frame(
             "energy_cond": e[ss, 1, bb, mm],
             "energy_uncond": e[ss, 2, bb, mm],
             "alpha_bar": alpha_bar[ss],
+            "defined": result.defined()[ss, bb],
         }
     )
     return df.sort_values(["sample", "step", "m"], kind="stable").reset_index(drop=True)
