@@ -8,7 +8,6 @@ their config["resources"] group.
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 import fake_slurm
+from reschrom.resources import rule_groups
 from workflow_utils import REPO, copy_workflow, plan, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -148,12 +148,8 @@ def test_unset_account_stops_before_any_submission(tmp_path, monkeypatch):
 
 
 def _rule_groups() -> dict[str, str]:
-    """{rule: resource group} from the `threads: get_threads("<group>")` of rules/*.smk."""
-    groups = {}
-    for path in (REPO / "rules").glob("*.smk"):
-        for m in re.finditer(r'^rule (\w+):\n(?:    .*\n|\n)*?    threads: get_threads\("(\w+)"\)', path.read_text(), re.M):
-            groups[m.group(1)] = m.group(2)
-    return groups
+    """{rule: resource group} of rules/*.smk (`use rule … with:` twins in their base's group)."""
+    return rule_groups(REPO / "rules")
 
 
 @pytest.mark.parametrize("configfile", ["configs/paper.yaml", "config.yaml"])

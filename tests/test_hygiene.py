@@ -70,6 +70,40 @@ def _rules() -> list[tuple[Path, str, str]]:
     return found
 
 
+def _use_rules() -> list[tuple[Path, str, str, str]]:
+    """(file, rule name, base rule, `with:` block) for every `use rule <base> as <name> with:`."""
+    found = []
+    for path in RULE_FILES:
+        text = path.read_text()
+        for m in re.finditer(r"^use rule (\w+) as (\w+) with:\n", text, re.M):
+            body = text[m.end() :]
+            stop = re.search(r"^\S", body, re.M)
+            found.append((path, m.group(2), m.group(1), body[: stop.start()] if stop else body))
+    return found
+
+
+def test_every_use_rule_names_its_own_log_and_benchmark():
+    """A `use rule A as B with:` twin (rules/train.smk, compose.smk, report.smk) takes threads,
+    resources, conda and script from A (checked above); its log: and, where A has one, its
+    benchmark: must name B, or B's jobs would write into A's folders."""
+    rules = {name: body for _, name, body in _rules()}
+    uses = _use_rules()
+    assert uses, "no `use rule … with:` found"
+    problems = []
+    for path, name, base, body in uses:
+        where = f"{path.name}:{name}"
+        if base not in rules:
+            problems.append(f"{where}: its base rule {base} is not a rule of rules/*.smk")
+            continue
+        if not re.search(r"^    log:\n        \"results/logs/" + name + r"/", body, re.M):
+            problems.append(f"{where}: needs its own log: in results/logs/{name}/")
+        if "    benchmark:\n" in rules[base] and not re.search(
+            r"^    benchmark:\n        \"results/benchmarks/" + name + r"/", body, re.M
+        ):
+            problems.append(f"{where}: needs its own benchmark: in results/benchmarks/{name}/")
+    assert not problems, "\n".join(problems)
+
+
 def test_every_rule_declares_threads_resources_log_conda():
     rules = _rules()
     assert rules, "no rules found"
@@ -95,7 +129,8 @@ def test_every_rule_declares_threads_resources_log_conda():
 def test_every_figure_is_a_report_output_with_caption_category_labels():
     problems = []
     n = 0
-    for path, name, body in _rules():
+    uses = [(path, name, body) for path, name, _, body in _use_rules()]
+    for path, name, body in _rules() + uses:
         for m in re.finditer(r"report\((.*?)\n        \),", body, re.S):
             n += 1
             args = m.group(1)

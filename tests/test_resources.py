@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -122,6 +123,76 @@ def test_measure_takes_the_largest_job_of_each_group(run):
     assert usage["default"].peak_mb == 60.0 and usage["default"].peak_s == 2.0  # NA rows count as no memory
     assert usage["default"].rules == {"table", "no_resources"}
     assert usage["sample"].peak_mb == 1000.0
+
+
+USE_RULES = {
+    "a.smk": """
+rule table:
+    output:
+        "t",
+    resources:
+        **get_resources("default"),
+    shell:
+        "touch {output}"
+
+
+use rule train_a as train_b with:
+    benchmark:
+        "results/benchmarks/train_b/{m}.tsv"
+
+
+use rule train_b as train_c with:
+    output:
+        "c",
+
+
+use rule train_a as plot_d with:
+    benchmark:
+        "results/benchmarks/plot_d/{m}.tsv"
+    resources:
+        **get_resources("plot"),
+""",
+    "b.smk": """
+rule train_a:
+    output:
+        "x",
+    benchmark:
+        "results/benchmarks/train_a/{m}.tsv"
+    threads: get_threads("train")
+    resources:
+        **get_resources("train"),
+    script:
+        "../scripts/a.py"
+""",
+}
+
+
+def test_use_rule_runs_in_its_base_group_unless_it_names_one(tmp_path):
+    """`use rule A as B with:` (rules/train.smk, compose.smk, report.smk) takes A's group, also
+    when A is defined in a later file or B is the base of another; a `with:` block that names a
+    group wins; B's benchmark folder counts in B's group, not in the rule written above it."""
+    (tmp_path / "rules").mkdir()
+    for name, text in USE_RULES.items():
+        (tmp_path / "rules" / name).write_text(text)
+    groups = R.rule_groups(tmp_path / "rules")
+    assert groups == {
+        "table": "default",
+        "train_a": "train",
+        "train_b": "train",
+        "train_c": "train",
+        "plot_d": "plot",
+    }
+    _bench(tmp_path, "train_b", "x.tsv", ("40.0", "900.0", "900.0"))
+    usage = R.measure(R.read_benchmarks(tmp_path / "results/benchmarks"), groups)
+    assert set(usage) == {"train"} and usage["train"].peak_mb == 900.0
+
+
+def test_workflow_use_rules_keep_their_groups():
+    """The `use rule` twins of the workflow run in their base's group (their benchmarks size it)."""
+    groups = R.rule_groups(Path(__file__).resolve().parents[1] / "rules")
+    assert groups["train_residual"] == groups["train_t2i"] == groups["train_lowres"] == "train"
+    assert groups["plot_compose_pairs"] == "plot"
+    assert groups["table_compose_shares"] == "aggregate"
 
 
 def test_sizing_formula_and_kept_keys(run):

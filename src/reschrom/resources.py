@@ -34,7 +34,9 @@ from typing import Any
 
 DEFAULT_MARGIN = 1.5
 DEFAULT_OVERHEAD_MB = 300
-_RULE = re.compile(r"^[ \t]*(?:rule|checkpoint)(?:[ \t]+(\w+))?[ \t]*:", re.M)
+_RULE = re.compile(
+    r"^[ \t]*(?:(?:rule|checkpoint)(?:[ \t]+(\w+))?[ \t]*:|use[ \t]+rule[ \t]+(\w+)[ \t]+as[ \t]+(\w+)\b)", re.M
+)
 _GROUP = re.compile(r"""get_resources\(\s*["'](\w+)["']\s*\)""")
 _BENCH_DIR = re.compile(r"""results/benchmarks/([\w.-]+)/""")
 
@@ -51,7 +53,8 @@ class GroupUsage:
 
 def rule_groups(rules_dir: str | Path) -> dict[str, str]:
     """{rule: resource group} from ``get_resources("<group>")`` of each rule in ``rules_dir/*.smk``
-    (and a ``Snakefile`` beside it); a rule without one runs in ``default``. The folder of a rule's
+    (and a ``Snakefile`` beside it); a rule without one runs in ``default``. A ``use rule A as B
+    with:`` rule runs in A's group unless its ``with:`` block names its own. The folder of a rule's
     ``benchmark:`` below results/benchmarks maps to its group too (rules made in a loop have no
     name in the source, only that folder)."""
     rules_dir = Path(rules_dir)
@@ -59,18 +62,34 @@ def rule_groups(rules_dir: str | Path) -> dict[str, str]:
     if (rules_dir.parent / "Snakefile").is_file():
         files.append(rules_dir.parent / "Snakefile")
     groups: dict[str, str] = {}
+    uses: dict[str, tuple[str, str | None, str | None]] = {}  # name: (base, own group, benchmark folder)
     for path in files:
         text = path.read_text()
         starts = list(_RULE.finditer(text))
         for i, m in enumerate(starts):
             end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
             g = _GROUP.search(text, m.end(), end)
-            group = g.group(1) if g else "default"
             b = _BENCH_DIR.search(text, m.end(), end)
+            if m.group(3):  # use rule <base> as <name>: resolved below (the base may come later)
+                uses[m.group(3)] = (m.group(2), g.group(1) if g else None, b.group(1) if b else None)
+                continue
+            group = g.group(1) if g else "default"
             if b:
                 groups.setdefault(b.group(1), group)
             if m.group(1):
                 groups[m.group(1)] = group
+
+    def group_of(name: str, seen: frozenset[str] = frozenset()) -> str:
+        if name in uses and name not in seen:  # a use rule: its own group, else its base's
+            base, own, _ = uses[name]
+            return own or group_of(base, seen | {name})
+        return groups.get(name, "default")
+
+    resolved = {name: group_of(name) for name in uses}
+    for name, (_, _, bench) in uses.items():
+        if bench:
+            groups.setdefault(bench, resolved[name])
+    groups.update(resolved)
     return groups
 
 
