@@ -9,8 +9,9 @@ Kinds (docs/DESIGN.md, "Models have one home"):
 * ``pipeline`` — any diffusers pipeline: ``path`` is a hub id or a local folder, ``dtype``;
 * ``oracle`` — the analytic Gaussian-mixture oracle (exact ε at any resolution);
 * ``module`` — a user's own network: ``path`` (a folder put on ``sys.path``) and
-  ``factory: "module:function"``, called as ``factory(device=..., dtype=...)`` and returning an
-  object of the denoiser contract of :mod:`reschrom.denoisers`.
+  ``factory: "module:function"``, called as ``factory(device=..., dtype=...)`` (plus ``path=``
+  the folder when it has a ``path`` parameter), with ``path`` as the working directory, and
+  returning an object of the denoiser contract of :mod:`reschrom.denoisers`.
 
 Stages (``chromatography``, ``compose``, ``spectra``, ``upscale``) name their models and hold
 only stage settings: ``<stage>.{measure|run}: [names]``, stage-wide settings, and
