@@ -36,7 +36,6 @@ from reschrom.probe import GUIDANCE_COLUMNS, GuidanceProbe
 from rounding import assert_equal_up_to_rounding
 from workflow_utils import REPO, copy_workflow, plan, snakemake
 
-
 # -- stable shards ------------------------------------------------------------------------
 
 ids_strategy = st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=60, unique=True)
