@@ -1,3 +1,7 @@
+# Theory (§3, eq. 13–18, Theorem 1): per schedule a table of the time adjustment τ_m and the
+# chromatography r_m(t), its two figures, and one atlas of every schedule; no model is loaded.
+
+
 include: "helpers/theory.smk"
 
 
