@@ -31,9 +31,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +50,7 @@ FIXTURES = Path(__file__).resolve().parent / "doc_examples"
 CHECK_ONLY = ("needs-gpu", "needs-hub", "needs-cluster", "needs-data")
 LANGUAGES = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash",
              "yaml": "yaml", "yml": "yaml", "snakemake": "snakemake", "text": "text"}
-TIMEOUT = 180
+TIMEOUT = 120
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*example:\s*(?P<kind>[a-z-]+)(?:\s+(?P<arg>\S+))?\s*-->\s*$")
@@ -115,7 +117,20 @@ def _env() -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, what: Block, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    """Run a block in its own process group; on timeout the whole group is killed (a block that
+    starts the workflow must not leave its jobs running)."""
+    popen = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        out, err = popen.communicate()
+        raise AssertionError(
+            f"{what.id} ({what.language}, marker {what.marker}) ran over {timeout} s (killed): mark it "
+            f"(CONTRIBUTING.md) or make it faster\n{what.code}\n--- stderr\n{err[-3000:]}"
+        ) from None
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, out, err)
     if proc.returncode != 0:
         raise AssertionError(
             f"{what.id} ({what.language}, marker {what.marker}) failed as written ({proc.returncode}):\n"
@@ -300,3 +315,27 @@ def test_heredoc_configs_are_validated(tmp_path: Path) -> None:
         _check_heredoc_configs(bad, tmp_path)
     good = Block(REPO / "README.md", 1, "bash", None, None, bad.code.replace("-5", "50"))
     assert _check_heredoc_configs(good, tmp_path) == 1
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie awaiting its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_block_over_time_is_killed_with_its_children(tmp_path: Path) -> None:
+    """A block that runs too long (e.g. an unmarked `make run`) leaves no process behind."""
+    block = Block(REPO / "README.md", 1, "bash", None, None, "sleep 60 & echo $! > child.pid; wait\n")
+    (tmp_path / "block.sh").write_text(block.code)
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match="ran over 2 s"):
+        _run(["bash", "block.sh"], tmp_path, block, timeout=2)
+    assert time.monotonic() - t0 < 30, "the test waited for the block's background job"
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5  # SIGKILL is asynchronous
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the block's background job outlived the block"
