@@ -339,3 +339,12 @@ def test_a_block_over_time_is_killed_with_its_children(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the block's background job outlived the block"
+
+
+def test_a_needs_gpu_block_is_compiled_and_its_imports_run(tmp_path: Path) -> None:
+    code = "import json\nfrom pathlib import Path\npipe = load_from_hub().to('cuda')\n"
+    test_doc_block_runs_as_written(Block(REPO / "README.md", 1, "python", "needs-gpu", None, code), tmp_path)
+    for bad, what in (("import no_such_module_xyz\n", "No module named 'no_such_module_xyz'"),
+                      ("import json\npipe = (\n", "SyntaxError|was never closed")):
+        with pytest.raises((AssertionError, SyntaxError), match=what):
+            test_doc_block_runs_as_written(Block(REPO / "README.md", 1, "python", "needs-hub", None, bad), tmp_path)
