@@ -274,11 +274,13 @@ def test_doc_block_runs_as_written(block: Block, tmp_path: Path) -> None:
 
 
 def test_every_doc_file_has_blocks_and_the_readme_its_examples() -> None:
-    """The extraction sees the README's examples (a parser that found nothing would pass)."""
+    """The extraction sees the examples (a parser that found nothing would pass): the README's two
+    commands and its probe example, and the docs pages' python, ``kind: module`` and dry-run blocks."""
     readme = [b for b in BLOCKS if b.path.name == "README.md"]
-    assert sum(b.language == "python" for b in readme) >= 3
-    assert any(b.marker == "module" for b in readme) and any(b.marker == "dry-run" for b in readme)
+    assert any(b.marker == "dry-run" and "make test" in b.code for b in readme)
     assert any("GuidanceProbe" in b.code for b in readme if b.language == "python")
+    assert sum(b.language == "python" for b in BLOCKS) >= 3
+    assert any(b.marker == "module" for b in BLOCKS) and sum(b.marker == "dry-run" for b in BLOCKS) >= 2
 
 
 def test_extract_blocks_reads_markers_languages_and_indented_fences(tmp_path: Path) -> None:
@@ -348,3 +350,109 @@ def test_a_needs_gpu_block_is_compiled_and_its_imports_run(tmp_path: Path) -> No
                       ("import json\npipe = (\n", "SyntaxError|was never closed")):
         with pytest.raises((AssertionError, SyntaxError), match=what):
             test_doc_block_runs_as_written(Block(REPO / "README.md", 1, "python", "needs-hub", None, bad), tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# the pages themselves: a short README, links that resolve, each thing written once
+# --------------------------------------------------------------------------------------
+
+README_MAX_LINES = 160
+_LINK = re.compile(r"!?\[[^\]]*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_INLINE_CODE = re.compile(r"`+[^`]*`+")
+
+
+def _prose_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the lines outside fenced blocks."""
+    lines, out, fence = path.read_text(encoding="utf-8").splitlines(), [], None
+    for i, ln in enumerate(lines, 1):
+        m = _FENCE.match(ln)
+        if fence is None and m:
+            fence = m["fence"]
+        elif fence is not None and ln.strip().startswith(fence):
+            fence = None
+        elif fence is None:
+            out.append((i, ln))
+    return out
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces to
+    hyphens, ``-1``, ``-2`` … for repeats."""
+    seen: dict[str, int] = {}
+    for _, ln in _prose_lines(path):
+        m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", ln)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m[1].lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        seen.setdefault(f"{slug}-{n}" if n else slug, 1)
+    return set(seen)
+
+
+def broken_links(path: Path) -> list[str]:
+    """Relative links and images of a Markdown file (outside code) whose file, or heading anchor
+    in a Markdown target, does not exist."""
+    bad = []
+    for i, ln in _prose_lines(path):
+        for m in _LINK.finditer(_INLINE_CODE.sub("", ln)):
+            target = m["target"]
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            where = f"{path.relative_to(REPO)}:{i}: {target}"
+            if not dest.exists():
+                bad.append(f"{where} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in heading_anchors(dest):
+                bad.append(f"{where} (no heading #{anchor} in {dest.relative_to(REPO)})")
+    return bad
+
+
+def test_readme_is_short() -> None:
+    n = len((REPO / "README.md").read_text(encoding="utf-8").splitlines())
+    assert n <= README_MAX_LINES, (
+        f"README.md has {n} lines (at most {README_MAX_LINES}): move the detail to a docs/ page and link it"
+    )
+
+
+def test_relative_links_resolve() -> None:
+    bad = [b for p in DOC_FILES for b in broken_links(p)]
+    assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    linked = {(REPO / m["target"].partition("#")[0]).resolve() for m in _LINK.finditer(readme)}
+    unlinked = [p.name for p in DOC_FILES[1:] if p.resolve() not in linked]
+    assert not unlinked, f"README.md links no docs page {unlinked}"
+
+
+def test_each_thing_is_written_once() -> None:
+    """No line of prose or table row (60 characters or more) stands in two places of README.md
+    and docs/*.md: a fact is written once and linked (issue 21: the results table was repeated)."""
+    where: dict[str, list[str]] = {}
+    for p in DOC_FILES:
+        for i, ln in _prose_lines(p):
+            text = " ".join(ln.split())
+            if len(text) >= 60:
+                where.setdefault(text, []).append(f"{p.relative_to(REPO)}:{i}")
+    twice = {t: w for t, w in where.items() if len(w) > 1}
+    assert not twice, "written more than once:\n" + "\n".join(f"{w}: {t[:100]}" for t, w in twice.items())
+
+
+def test_link_checker_finds_a_missing_file_and_a_missing_heading(tmp_path: Path) -> None:
+    docs = REPO / "docs"
+    md = docs / f"_link_check_{os.getpid()}.md"
+    try:
+        md.write_text(
+            "# A page\n\n## Two things (§4.2)\n\n[ok](#two-things-42) [ok](../README.md) ![ok](rulegraph.svg)\n"
+            "[gone](no_such_page.md) [bad anchor](../README.md#no-such-heading) `[code](not_checked.md)`\n"
+            "[web](https://example.org/x)\n\n```text\n[in a block](nowhere.md)\n```\n"
+        )
+        bad = broken_links(md)
+    finally:
+        md.unlink()
+    assert len(bad) == 2, bad
+    assert "no_such_page.md (no such file)" in bad[0] and "no heading #no-such-heading in README.md" in bad[1]
+
