@@ -1,8 +1,8 @@
-"""The ``my_network`` that the README's ``kind: module`` example (``my_module.py``) imports.
+"""The ``my_network`` that the ``kind: module`` example of docs/models.md (``my_module.py``) imports.
 
 ``tests/test_docs_examples.py`` puts this file and the ``weights.safetensors`` of
-:func:`write_weights` beside the README's ``my_module.py`` in a model folder, then loads that
-folder as a ``kind: module`` model from another working directory: the README's
+:func:`write_weights` beside that ``my_module.py`` in a model folder, then loads that
+folder as a ``kind: module`` model from another working directory: the example's
 ``Net.load("weights.safetensors")`` must find the file in the model's folder.
 
 ``Net`` is the exact EDM denoiser of a class-conditional Gaussian model at 28×28, one channel:
