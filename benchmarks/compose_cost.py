@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reschrom.compose import PromptComposer, heaviside_weights
+from reschrom.compose.composer import PromptComposer
+from reschrom.compose.weights import heaviside_weights
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.model:
-        from reschrom.pipelines import load_pipeline
+        from reschrom.models.pipelines import load_pipeline
 
         pipe = load_pipeline(args.model, device="cpu", dtype="float32")
     else:

@@ -22,15 +22,13 @@ import pandas as pd
 import torch
 import yaml
 
-from reschrom.chromatography import (
-    aggregate_chromatography,
-    agreement_table,
-    measure_guidance_denoiser,
-    read_prompts,
-)
-from reschrom.denoisers import ModuleModel
-from reschrom.flow import load_flow_t2i
 from reschrom.io import write_parquet
+from reschrom.measure.aggregate import aggregate_chromatography
+from reschrom.measure.agreement import agreement_table
+from reschrom.measure.measurement import measure_guidance_denoiser
+from reschrom.measure.prompts import read_prompts
+from reschrom.models.flow import load_flow_t2i
+from reschrom.models.module import ModuleModel
 
 
 def measure(folder: str, shift: float, prompts: list[str], steps: int, samples: int, guidance: float) -> pd.DataFrame:
@@ -38,7 +36,7 @@ def measure(folder: str, shift: float, prompts: list[str], steps: int, samples: 
 
     obj = load_flow_t2i(folder, device="cpu")
     obj.scheduler = FlowMatchEulerDiscreteScheduler.from_config(obj.scheduler.config, shift=float(shift))
-    den = ModuleModel.from_object(f"toy_flow_shift{shift:g}", obj, factory="reschrom.flow:load_flow_t2i")
+    den = ModuleModel.from_object(f"toy_flow_shift{shift:g}", obj, factory="reschrom.models.flow:load_flow_t2i")
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         df, _ = measure_guidance_denoiser(

@@ -25,12 +25,12 @@ t0 = time.perf_counter()
 if args["task"] == "dumps":
     import torch
     torch.set_num_threads(1)
-    from reschrom.chromatography import write_guidance_dump
+    from reschrom.measure import write_guidance_dump
     for i, (prompt, out) in enumerate(zip(args["prompts"], args["outs"])):
         write_guidance_dump({"name": "oracle", "kind": "oracle"}, args["spec"], prompt, out, model="oracle",
                             device="cpu")
 else:
-    from reschrom.chromatography import aggregate_chromatography
+    from reschrom.measure import aggregate_chromatography
     df = aggregate_chromatography(args["dumps"])
     assert int(df["n_prompts"].max()) <= len(args["dumps"])
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -2,7 +2,7 @@
 
 One process, one pipeline, the same prompt and seed: wall time of
   * the pipeline call as is (baseline),
-  * the same call under a :class:`reschrom.probe.GuidanceProbe` plus building the dump table
+  * the same call under a :class:`reschrom.measure.probe.GuidanceProbe` plus building the dump table
     and writing it with ``reschrom.io.write_parquet`` (goal: ratio ≤ 1.05 on CPU),
 median of ``--repeats`` runs each, interleaved. Also checks that the images are bitwise equal.
 
@@ -18,8 +18,8 @@ width 768: 860 M parameters) in a ``StableDiffusionPipeline`` with a tiny CLIP t
 tiny VAE, on 64×64 latents (SD 1.5 at 512 px), output_type ``latent``: the denoising loop alone.
 
 ``--model module`` measures a denoiser model (the `kind: module` path, sampled by the project's
-own DDIM with CFG): ``reschrom.chromatography.measure_guidance_denoiser`` plus the Parquet dump
-against ``reschrom.denoisers.sample_cfg`` alone on the same model, prompt and seed. The model is
+own DDIM with CFG): ``reschrom.measure.measurement.measure_guidance_denoiser`` plus the Parquet dump
+against ``reschrom.sampling.cfg.sample_cfg`` alone on the same model, prompt and seed. The model is
 the trained rectified-flow toy (results/models/shapes/toy_flow) wrapped as a module model, or
 with ``--module-path DIR --factory mod:fn`` any module model.
 """
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reschrom.adapters import PipelineAdapter
 from reschrom.io import write_parquet
-from reschrom.probe import GuidanceProbe, guidance_frame
+from reschrom.measure.probe import GuidanceProbe, guidance_frame
+from reschrom.models.adapters import PipelineAdapter
 
 
 def _sd15_random():
@@ -61,14 +61,14 @@ def _sd15_random():
 
 def _pipeline(model: str | None):
     if model == "oracle":
-        from reschrom.oracle import build_oracle_pipeline
+        from reschrom.models.oracle import build_oracle_pipeline
 
         return build_oracle_pipeline(64), "oracle 64×64"
     if model == "sd15-random":
         return _sd15_random()
     path = model or "results/models/shapes/toy"
     if os.path.isdir(path):
-        from reschrom.pipelines import load_pipeline
+        from reschrom.models.pipelines import load_pipeline
 
         return load_pipeline(path, "cpu", "float32"), path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -78,14 +78,14 @@ def _pipeline(model: str | None):
 
 
 def _module_model(args: argparse.Namespace):
-    from reschrom.denoisers import ModuleModel, load_module_model
+    from reschrom.models.module import ModuleModel, load_module_model
 
     if args.module_path:
         spec = {"kind": "module", "path": args.module_path, "factory": args.factory}
         return load_module_model("bench", spec, "cpu", None), f"module {args.factory} from {args.module_path}"
     folder = Path("results/models/shapes/toy_flow")
     if folder.is_dir():
-        from reschrom.flow import load_flow_t2i
+        from reschrom.models.flow import load_flow_t2i
 
         return ModuleModel.from_object("toy_flow", load_flow_t2i(folder)), f"{folder} as a module model"
     root = Path(__file__).resolve().parents[1]
@@ -106,8 +106,8 @@ def _interleaved(fns, repeats):
 
 
 def main_module(args: argparse.Namespace) -> None:
-    from reschrom.chromatography import measure_guidance_denoiser
-    from reschrom.denoisers import initial_noise, sample_cfg
+    from reschrom.measure.measurement import measure_guidance_denoiser
+    from reschrom.sampling.cfg import model_noise, sample_cfg
 
     den, name = _module_model(args)
     prompt = "a red circle with stripes on a dark background" if den.name == "toy_flow" else "digit 3"
@@ -116,7 +116,7 @@ def main_module(args: argparse.Namespace) -> None:
 
     def bare() -> None:
         sample_cfg(den, [cond], unc, guidance_scale=5.0, num_inference_steps=args.steps,
-                   x_T=initial_noise(den, args.images, 0))
+                   x_T=model_noise(den, args.images, 0))
 
     def probed() -> None:
         df, _ = measure_guidance_denoiser(den, prompt, model="bench", seeds=[0], num_samples=args.images,
@@ -148,7 +148,7 @@ def main() -> None:
     if args.model == "module":
         main_module(args)
         return
-    from reschrom.pipelines import resolve_device
+    from reschrom.models.pipelines import resolve_device
 
     dev = resolve_device(args.device)
     dt = getattr(torch, args.dtype)

@@ -39,8 +39,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from reschrom.chromatography import read_prompt_suite  # noqa: E402
 from reschrom.io import read_parquet  # noqa: E402
+from reschrom.measure.prompts import read_prompt_suite  # noqa: E402
 from workflow_utils import copy_workflow  # noqa: E402
 
 STEPS, SAMPLES, BATCH = 10, 1, 8

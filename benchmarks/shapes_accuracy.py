@@ -3,7 +3,7 @@
 Samples the text-conditional models (``results/models/{dataset}/{model}`` for each ``--models``
 name: the ε model ``toy`` and the rectified-flow ``toy_flow`` by default) on test-split captions
 with classifier-free guidance and reads each sample's colour and shape with the shapes
-generator's detector (:func:`reschrom.data.classify_shapes`); the same detector on the real
+generator's detector (:func:`reschrom.data.shapes.classify_shapes`); the same detector on the real
 test images at the model's resolution gives the ceiling, chance is 1/6 (colour) and 1/4
 (shape). The unconditional low-resolution model is sampled too: the share of samples with a
 detectable shape and the spread of detected colours and shapes. Writes a PNG grid of each.
@@ -25,8 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from reschrom.data import classify_shapes, load_captions, load_level  # noqa: E402
-from reschrom.training import caption_accuracy, sample_images  # noqa: E402
+from reschrom.data.dataset import load_captions, load_level  # noqa: E402
+from reschrom.data.shapes import classify_shapes  # noqa: E402
+from reschrom.measure.metrics import caption_accuracy  # noqa: E402
+from reschrom.training.samples import sample_images  # noqa: E402
 
 
 def grid(x: torch.Tensor, path: Path, cols: int = 12) -> None:

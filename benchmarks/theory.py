@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from reschrom import schedules as S
-from reschrom import theory
+from reschrom.theory import resolution as theory
+from reschrom.theory import schedules as S
 
 
 def loop_baseline(schedule: S.Schedule, n_t: int, resolution: int) -> list[tuple]:

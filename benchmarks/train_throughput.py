@@ -28,8 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from reschrom.models import build_unet  # noqa: E402
-from reschrom.training import TrainSpec, train  # noqa: E402
+from reschrom.models.builders import build_unet  # noqa: E402
+from reschrom.training.loop import train  # noqa: E402
+from reschrom.training.spec import TrainSpec  # noqa: E402
 
 WARMUP = 5
 
@@ -81,7 +82,7 @@ def reference_loop(model_cfg: dict, images: torch.Tensor, steps: int, batch: int
 
 
 def project_loop(model_cfg: dict, images: torch.Tensor, steps: int, batch: int, lr: float, device: torch.device) -> list[float]:
-    """Per-step images/s of reschrom.training.train (the ``lowres`` objective), from its log."""
+    """Per-step images/s of reschrom.training.loop (the ``lowres`` objective), from its log."""
     cfg = {"steps": steps, "batch_size": batch, "lr": lr, "lr_warmup_steps": 50, "checkpoint_every": 10**9,
            "progress": False, "ema_decay": 0.995}
     spec = TrainSpec("lowres", model_cfg, cfg, "linear", {"type": "ddpm", "beta_schedule": "linear"}, seed=0)
@@ -113,7 +114,7 @@ def main() -> None:
     mr, mo = statistics.median(ref), statistics.median(ours)
     print(f"UNet {model_cfg['block_out_channels']} at {res}×{res}, batch {args.batch}, {args.threads} thread(s), {device}")
     print(f"reference (diffusers train_unconditional style): {mr:.1f} images/s")
-    print(f"project (reschrom.training.train):               {mo:.1f} images/s")
+    print(f"project (reschrom.training.loop):               {mo:.1f} images/s")
     print(f"ratio project/reference: {mo / mr:.3f}")
 
 

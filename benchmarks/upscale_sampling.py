@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from reschrom import sampling, upscale
-from reschrom.models import build_unet
+from reschrom.models.builders import build_unet
+from reschrom.sampling import samplers as sampling
+from reschrom.sampling import upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ include: "helpers/chromatography.smk"
 
 # One job per shard of prompts (chromatography.shard_size): it loads the model once and writes
 # the per-prompt dumps of its prompts, batch_prompts prompts per pipeline call. Shards come from
-# a stable hash trie of the prompt ids (reschrom.chromatography.assign_shards), so adding a
+# a stable hash trie of the prompt ids (reschrom.measure.prompts.assign_shards), so adding a
 # prompt reruns one shard. Outputs cannot come from a function in Snakemake, hence one rule per
 # shard, named guidance_dump_<model>_<shard>.
 for _name, _model, _shard, _prompts in get_chromatography_shards():

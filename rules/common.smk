@@ -21,7 +21,7 @@ except ConfigError as err:
     sys.stderr.write(f"reschrom: {err}\n")
     sys.exit(1)
 
-from reschrom import registry
+from reschrom.models import registry
 
 
 def _check_cuda():
@@ -61,7 +61,8 @@ def _check_results_writable():
 _check_results_writable()
 
 # the design section's checks across keys (shares, levels, bases, model names)
-from reschrom.design import DesignError, check_design_config
+from reschrom.design.settings import check_design_config
+from reschrom.design.warp import DesignError
 
 try:
     check_design_config(config)

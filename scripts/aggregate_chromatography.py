@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.chromatography import write_chromatography
+from reschrom.measure.aggregate import write_chromatography
 
 write_chromatography(
     list(snakemake.input),

@@ -4,7 +4,7 @@ log_job(snakemake)
 
 from pathlib import Path
 
-from reschrom.compose import run_compose_pair
+from reschrom.compose.sweep import run_compose_pair
 
 p = snakemake.params
 run_compose_pair(

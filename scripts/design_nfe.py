@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.design import write_nfe
+from reschrom.design.nfe import write_nfe
 
 write_nfe(
     snakemake.input.model,

@@ -2,6 +2,6 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_design import plot_nfe
+from reschrom.plots.design import plot_nfe
 
 plot_nfe(snakemake.input[0], snakemake.output[0], dpi=snakemake.params.dpi)

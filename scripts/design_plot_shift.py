@@ -2,6 +2,6 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_design import plot_shift
+from reschrom.plots.design import plot_shift
 
 plot_shift(snakemake.input[0], snakemake.output[0], dpi=snakemake.params.dpi)

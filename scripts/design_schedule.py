@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.design import write_design
+from reschrom.design.settings import write_design
 
 write_design(
     snakemake.params.settings,

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.chromatography import write_guidance_dump
+from reschrom.measure.measurement import write_guidance_dump
 
 write_guidance_dump(
     snakemake.params.model,

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_compose import plot_compose_grid, plot_compose_pairs
+from reschrom.plots.compose import plot_compose_grid, plot_compose_pairs
 
 # rules/compose.smk: plot_compose_grid and its `use rule` twin plot_compose_pairs share this script
 # (`use rule … with:` cannot change a rule's script); the rule names the figure.

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_chromatography import plot_prompt_chromatography
+from reschrom.plots.chromatography import plot_prompt_chromatography
 
 plot_prompt_chromatography(
     list(snakemake.input), snakemake.output[0], model=snakemake.wildcards.model, dpi=snakemake.params.dpi

@@ -2,6 +2,6 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots import plot_time_adjustment
+from reschrom.plots.theory import plot_time_adjustment
 
 plot_time_adjustment(snakemake.input[0], snakemake.output[0], dpi=snakemake.params.dpi)

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_training import plot_training_logs
+from reschrom.plots.training import plot_training_logs
 
 plot_training_logs(
     dict(snakemake.input.items()),

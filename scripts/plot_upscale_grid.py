@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.plots_upscale import plot_upscale_grid
+from reschrom.plots.upscale import plot_upscale_grid
 
 plot_upscale_grid(
     {v: snakemake.input[v] for v in snakemake.params.rows},

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.data import prepare_dataset
+from reschrom.data.dataset import prepare_dataset
 
 prepare_dataset(
     snakemake.params.data,

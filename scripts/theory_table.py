@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.theory import write_theory_table
+from reschrom.theory.resolution import write_theory_table
 
 write_theory_table(
     snakemake.wildcards.schedule,

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.training import train_from_files
+from reschrom.training.loop import train_from_files
 
 train_from_files(
     snakemake.params.kind,

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.metrics import write_upscale_metrics
+from reschrom.measure.metrics import write_upscale_metrics
 
 write_upscale_metrics(
     {v: snakemake.input[v] for v in snakemake.params.variants},

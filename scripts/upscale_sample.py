@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.upscale import run_variants
+from reschrom.sampling.upscale import run_variants
 
 run_variants(
     snakemake.params.variants,

@@ -2,7 +2,7 @@ from reschrom.joblog import log_job
 
 log_job(snakemake)
 
-from reschrom.trajectory import run_spectra
+from reschrom.measure.trajectory import run_spectra
 
 p = snakemake.params
 run_spectra(

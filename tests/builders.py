@@ -1,6 +1,6 @@
 """Tiny random-weight diffusers pipelines of every family, built offline (test-only).
 
-One builder per family the adapter layer (:mod:`reschrom.adapters`) knows:
+One builder per family the adapter layer (:mod:`reschrom.models.adapters`) knows:
 
 * :func:`build_tiny_if_pipeline` — DeepFloyd IF stage I layout: a pixel-space
   ``UNet2DConditionModel`` with ``out_channels = 2·C`` (ε and IF's learned variance), a tiny
@@ -14,7 +14,7 @@ One builder per family the adapter layer (:mod:`reschrom.adapters`) knows:
   ``FlowMatchEulerDiscreteScheduler`` (shift 3).
 
 Every tokenizer is the library's one word-level tokenizer,
-:func:`reschrom.models.build_word_tokenizer`. Weights are drawn after ``torch.manual_seed(seed)``
+:func:`reschrom.models.builders.build_word_tokenizer`. Weights are drawn after ``torch.manual_seed(seed)``
 (deterministic for a given seed). Benchmarks import this module with ``tests/`` on ``sys.path``.
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 
 import torch
 
-from reschrom.models import build_word_tokenizer
-from reschrom.pipelines import IF_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG
+from reschrom.models.builders import build_word_tokenizer
+from reschrom.models.pipelines import IF_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG
 
 DEFAULT_VOCAB_TEXTS = (
     "a an the of on in with and photo hd cute corgi house floating air teddy bear playing guitar "

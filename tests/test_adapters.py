@@ -17,11 +17,12 @@ from builders import (
     build_tiny_sd_pipeline,
     build_tiny_sd_v_pipeline,
 )
-from reschrom.adapters import FlowMatchAdapter, PipelineAdapter, VPAdapter
-from reschrom.compose import PromptComposer, heaviside_weights
-from reschrom.oracle import build_oracle_pipeline
-from reschrom.probe import GuidanceProbe
-from reschrom.trajectory import capturing_x0
+from reschrom.compose.composer import PromptComposer
+from reschrom.compose.weights import heaviside_weights
+from reschrom.measure.probe import GuidanceProbe
+from reschrom.measure.trajectory import capturing_x0
+from reschrom.models.adapters import FlowMatchAdapter, PipelineAdapter, VPAdapter
+from reschrom.models.oracle import build_oracle_pipeline
 from rounding import assert_equal_up_to_rounding
 
 FAMILIES = ["if_pipe", "sd_pipe", "sd_v_pipe", "sd3_pipe", "oracle_pipe"]

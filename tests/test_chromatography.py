@@ -10,22 +10,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reschrom.chromatography import (
+from reschrom.io import read_parquet, write_parquet
+from reschrom.measure.aggregate import (
     CHROMATOGRAPHY_COLUMNS,
+    aggregate_chromatography,
+    theory_for_alpha_bar,
+    write_chromatography,
+)
+from reschrom.measure.agreement import agreement_table, jensen_shannon
+from reschrom.measure.guidance import GUIDANCE_COLUMNS
+from reschrom.measure.measurement import write_guidance_dump
+from reschrom.measure.prompts import (
     PROMPT_ID_PATTERN,
     PromptFileError,
-    aggregate_chromatography,
-    agreement_table,
-    jensen_shannon,
     prompt_id,
     read_prompt_table,
     read_prompts,
-    theory_for_alpha_bar,
-    write_chromatography,
-    write_guidance_dump,
 )
-from reschrom.io import read_parquet, write_parquet
-from reschrom.probe import GUIDANCE_COLUMNS
 
 ODD = [
     "../../etc/passwd",

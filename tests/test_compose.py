@@ -11,18 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reschrom import compose
-from reschrom.compose import (
-    PromptComposer,
+from reschrom.compose.composer import PromptComposer
+from reschrom.compose.pairs import expand_pairs, pair_id, sweep_etas
+from reschrom.compose.weights import (
     band_weights,
     heaviside_weights,
     linear_weights,
     make_weights,
     sigmoid_weights,
 )
-from reschrom.pairs import expand_pairs, pair_id, sweep_etas
-from reschrom.pyramid import band_energies
-from reschrom.schedules import CosineSchedule, ddpm_schedule
-from reschrom.theory import chromatography
+from reschrom.theory.pyramid import band_energies
+from reschrom.theory.resolution import chromatography
+from reschrom.theory.schedules import CosineSchedule, ddpm_schedule
 
 STRUCT, TEX = "a red circle", "a red circle with stripes"
 
@@ -48,7 +48,7 @@ def sd_pipe():
 
 @pytest.fixture(scope="module")
 def oracle_pipe():
-    from reschrom.oracle import build_oracle_pipeline
+    from reschrom.models.oracle import build_oracle_pipeline
 
     return build_oracle_pipeline(resolution=16, sampler="ddim")
 
@@ -225,7 +225,7 @@ def test_hooks_are_removed(if_pipe):
 def test_texture_only_pair_switched_late_changes_only_fine_bands():
     """Two concepts with the same mean image and different texture spectra: switching late from
     one to the other changes the fine levels and leaves the coarse levels almost untouched."""
-    from reschrom.oracle import build_oracle_pipeline
+    from reschrom.models.oracle import build_oracle_pipeline
 
     common = dict(shape="disc", fg=(0.7, 0.5, -0.2), bg=(-0.4, -0.4, -0.2), amplitude=(0.3, 0.3, 0.3))
     pipe = build_oracle_pipeline(
@@ -288,8 +288,8 @@ def test_expand_pairs_templates():
 def test_registry_loads_oracle_and_pipelines_with_sampler(tmp_path, if_pipe):
     from diffusers import DDIMScheduler
 
-    from reschrom.oracle import OraclePipeline
-    from reschrom.registry import load_model
+    from reschrom.models.oracle import OraclePipeline
+    from reschrom.models.registry import load_model
 
     pipe = load_model({"name": "oracle", "kind": "oracle"}, "cpu", resolution=8)
     assert isinstance(pipe, OraclePipeline) and pipe.unet.config.sample_size == 8
@@ -322,7 +322,7 @@ def test_run_list_must_name_defined_models(repo):
     del cfg["compose"]["overrides"]["oracle"]["pairs"]
     validate_config(cfg, schema)
     assert cfg["compose"]["etas"] == [1.0, 0.8, 0.6, 0.4, 0.2]  # schema defaults
-    from reschrom.registry import stage_settings
+    from reschrom.models.registry import stage_settings
 
     oracle = stage_settings(cfg, "compose", "oracle")
     assert oracle["pairs"] == cfg["compose"]["pairs"] and oracle["resolution"] == 8  # stage value + override

@@ -11,7 +11,7 @@ from PIL import Image
 
 from reschrom import data as D
 from reschrom.io import CorruptFileError
-from reschrom.pyramid import downsample
+from reschrom.theory.pyramid import downsample
 
 # ------------------------------------------------------------------ shapes
 

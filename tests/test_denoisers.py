@@ -1,4 +1,4 @@
-"""The denoiser contract (reschrom.denoisers): converters, static check, loading, DDIM + CFG.
+"""The denoiser contract (reschrom.models.contract): converters, static check, loading, DDIM + CFG.
 
 Ground truth is an analytic Gaussian data model x0 ~ N(μ, s²I), whose posterior means in every
 parameterisation are closed-form linear regressions.
@@ -19,9 +19,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reschrom import denoisers as dn
-from reschrom.denoisers import ModelContractError, ModuleModel
-from reschrom.schedules import EDMSchedule, FlowMatchingSchedule, build_schedule
+from reschrom import models, sampling
+from reschrom.models.module import ModelContractError, ModuleModel
+from reschrom.theory.schedules import EDMSchedule, FlowMatchingSchedule, build_schedule
 
 USER_MODELS = Path(__file__).resolve().parent / "user_models"
 
@@ -69,7 +69,7 @@ def test_x0_predictor_converter_is_exact(a: float, mu: float, s: float) -> None:
         return mu + s**2 / (s**2 + sig2) * (x - mu)
 
     x_t, ab = _xt(a)
-    got = dn.eps_from_x0_predictor(denoiser)(x_t, ab, None)
+    got = models.eps_from_x0_predictor(denoiser)(x_t, ab, None)
     torch.testing.assert_close(got, exact_vp_eps(x_t, ab, mu, s), rtol=1e-6, atol=1e-6)
 
 
@@ -83,7 +83,7 @@ def test_v_predictor_converter_is_exact(a: float, mu: float, s: float) -> None:
         return -(1 - al).sqrt() * mu + cov / var * (x_t - al.sqrt() * mu)
 
     x_t, ab = _xt(a, 1)
-    got = dn.eps_from_v_predictor(v_pred)(x_t, ab, None)
+    got = models.eps_from_v_predictor(v_pred)(x_t, ab, None)
     torch.testing.assert_close(got, exact_vp_eps(x_t, ab, mu, s), rtol=1e-6, atol=1e-6)
 
 
@@ -97,7 +97,7 @@ def test_flow_velocity_converter_is_exact(a: float, mu: float, s: float) -> None
         return -mu + cov / var * (x_f - (1 - sig) * mu)
 
     x_t, ab = _xt(a, 2)
-    got = dn.eps_from_flow_velocity(u_pred)(x_t, ab, None)
+    got = models.eps_from_flow_velocity(u_pred)(x_t, ab, None)
     torch.testing.assert_close(got, exact_vp_eps(x_t, ab, mu, s), rtol=1e-6, atol=1e-6)
 
 
@@ -109,7 +109,7 @@ def test_sigma_eps_converter_is_exact(a: float, mu: float, s: float) -> None:
         return sig * (x - mu) / (s**2 + sig**2)
 
     x_t, ab = _xt(a, 3)
-    got = dn.eps_from_sigma_eps(e_pred)(x_t, ab, None)
+    got = models.eps_from_sigma_eps(e_pred)(x_t, ab, None)
     torch.testing.assert_close(got, exact_vp_eps(x_t, ab, mu, s), rtol=1e-6, atol=1e-6)
 
 
@@ -117,10 +117,10 @@ def test_sigma_eps_converter_is_exact(a: float, mu: float, s: float) -> None:
 def test_flow_sigma_round_trips(s: float, a: float) -> None:
     st_ = torch.tensor(s, dtype=torch.float64)
     at = torch.tensor(a, dtype=torch.float64)
-    assert float(dn.flow_sigma(dn.alpha_bar_from_flow_sigma(st_))) == pytest.approx(s, rel=1e-9, abs=1e-12)
-    assert float(dn.alpha_bar_from_flow_sigma(dn.flow_sigma(at))) == pytest.approx(a, rel=1e-9, abs=1e-12)
+    assert float(models.flow_sigma(models.alpha_bar_from_flow_sigma(st_))) == pytest.approx(s, rel=1e-9, abs=1e-12)
+    assert float(models.alpha_bar_from_flow_sigma(models.flow_sigma(at))) == pytest.approx(a, rel=1e-9, abs=1e-12)
     # same SNR as the schedule module's flow matching: ((1−σ)/σ)²
-    assert float(dn.alpha_bar_from_flow_sigma(st_)) == pytest.approx(
+    assert float(models.alpha_bar_from_flow_sigma(st_)) == pytest.approx(
         float(FlowMatchingSchedule().alpha_bar(s)), rel=1e-9
     )
 
@@ -129,10 +129,10 @@ def test_flow_sigma_round_trips(s: float, a: float) -> None:
 def test_ve_sigma_round_trips(a: float, sig: float) -> None:
     at = torch.tensor(a, dtype=torch.float64)
     st_ = torch.tensor(sig, dtype=torch.float64)
-    assert float(dn.alpha_bar_from_ve_sigma(dn.ve_sigma(at))) == pytest.approx(a, rel=1e-9)
-    assert float(dn.ve_sigma(dn.alpha_bar_from_ve_sigma(st_))) == pytest.approx(sig, rel=1e-7)
+    assert float(models.alpha_bar_from_ve_sigma(models.ve_sigma(at))) == pytest.approx(a, rel=1e-9)
+    assert float(models.ve_sigma(models.alpha_bar_from_ve_sigma(st_))) == pytest.approx(sig, rel=1e-7)
     edm = EDMSchedule(sigma_min=1e-4, sigma_max=1e4)  # SNR = 1/σ²
-    assert float(dn.alpha_bar_from_ve_sigma(st_)) == pytest.approx(
+    assert float(models.alpha_bar_from_ve_sigma(st_)) == pytest.approx(
         float(edm.alpha_bar(edm.t_frac_from_native(sig))), rel=1e-9
     )
 
@@ -166,12 +166,12 @@ def test_check_module_spec_accepts_good_specs_without_importing(tmp_path: Path) 
     _write(tmp_path, "pkg/__init__.py", "")
     _write(tmp_path, "pkg/sub.py", "import torch\nload = lambda device=None, dtype=None: None\n")
     _write(tmp_path, "reexport.py", "from somewhere_else import make as load\n")
-    dn.check_module_spec("m", {"kind": "module", "path": str(tmp_path), "factory": "boom_model:load"})
-    dn.check_module_spec(
+    models.check_module_spec("m", {"kind": "module", "path": str(tmp_path), "factory": "boom_model:load"})
+    models.check_module_spec(
         "m", {"kind": "module", "path": tmp_path, "factory": "pkg.sub:load", "dtype": "float64"}
     )
-    dn.check_module_spec("m", {"kind": "module", "path": str(tmp_path), "factory": "reexport:load"})
-    dn.check_module_spec("m", {"kind": "module", "path": str(USER_MODELS), "factory": "edm_classes:load"})
+    models.check_module_spec("m", {"kind": "module", "path": str(tmp_path), "factory": "reexport:load"})
+    models.check_module_spec("m", {"kind": "module", "path": str(USER_MODELS), "factory": "edm_classes:load"})
     assert "boom_model" not in sys.modules and "pkg" not in sys.modules
 
 
@@ -195,14 +195,14 @@ def test_check_module_spec_errors_are_one_line(tmp_path: Path, spec: dict, fragm
     _write(tmp_path, "broken.py", "def load(:\n")
     spec = {"kind": "module", **spec, "path": spec["path"].format(tmp=tmp_path)}
     with pytest.raises(ModelContractError) as ei:
-        dn.check_module_spec("mine", spec)
+        models.check_module_spec("mine", spec)
     _assert_one_line(ei.value, "mine", spec["factory"], fragment)
 
 
 def test_check_module_spec_does_not_load_torch(tmp_path: Path) -> None:
     _write(tmp_path, "m.py", "import torch\n\ndef load(device=None, dtype=None):\n    pass\n")
     code = (
-        "import sys\nfrom reschrom.denoisers import check_module_spec\n"
+        "import sys\nfrom reschrom.models.module import check_module_spec\n"
         f"check_module_spec('m', {{'kind': 'module', 'path': {str(tmp_path)!r}, 'factory': 'm:load'}})\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'm' not in sys.modules\n"
@@ -243,7 +243,7 @@ def _model_file(folder: Path, modname: str, eps: str = "x * 0.5", patch: str = "
 
 def test_load_module_model_good(tmp_path: Path) -> None:
     spec = _model_file(tmp_path, "goodmodel")
-    m = dn.load_module_model("g", spec, dtype="float64")
+    m = models.load_module_model("g", spec, dtype="float64")
     assert (m.kind, m.name, m.factory, m.resolution, m.channels) == ("module", "g", "goodmodel:load", 4, 1)
     assert m.dtype == torch.float64 and m.device == torch.device("cpu")
     assert m.schedule_spec == {"type": "cosine"} and m.schedule.alpha_bar(0.5) == pytest.approx(
@@ -259,8 +259,8 @@ def test_same_module_name_in_two_folders_loads_each(tmp_path: Path) -> None:
     b = _model_file(tmp_path / "b", "samename", eps="x * 3")
     x = torch.ones(1, 1, 4, 4)
     ab = torch.full((1,), 0.5)
-    assert float(dn.load_module_model("a", a).eps(x, ab, None)[0, 0, 0, 0]) == 2.0
-    assert float(dn.load_module_model("b", b).eps(x, ab, None)[0, 0, 0, 0]) == 3.0
+    assert float(models.load_module_model("a", a).eps(x, ab, None)[0, 0, 0, 0]) == 2.0
+    assert float(models.load_module_model("b", b).eps(x, ab, None)[0, 0, 0, 0]) == 3.0
 
 
 @pytest.mark.parametrize(
@@ -281,7 +281,7 @@ def test_same_module_name_in_two_folders_loads_each(tmp_path: Path) -> None:
 def test_load_module_model_contract_errors(tmp_path: Path, modname: str, patch: str, fragment: str) -> None:
     spec = _model_file(tmp_path, modname, patch=patch)
     with pytest.raises(ModelContractError) as ei:
-        dn.load_module_model("bad", spec)
+        models.load_module_model("bad", spec)
     _assert_one_line(ei.value, "bad", f"{modname}:load", fragment)
 
 
@@ -293,7 +293,7 @@ def test_load_module_model_import_error(tmp_path: Path) -> None:
     )
     spec = {"kind": "module", "path": str(tmp_path), "factory": "imports_missing:load"}
     with pytest.raises(ModelContractError) as ei:
-        dn.load_module_model("bad", spec)
+        models.load_module_model("bad", spec)
     _assert_one_line(
         ei.value, "bad", "imports_missing:load", "cannot import 'imports_missing'", "no_such_package_xyz"
     )
@@ -310,7 +310,7 @@ def test_load_module_model_import_error(tmp_path: Path) -> None:
 )
 def test_eps_output_is_checked(tmp_path: Path, eps: str, fragment: str) -> None:
     name = "eps_" + str(abs(hash(eps)))
-    m = dn.load_module_model("bad", _model_file(tmp_path, name, eps=eps))
+    m = models.load_module_model("bad", _model_file(tmp_path, name, eps=eps))
     with pytest.raises(ModelContractError) as ei:
         m.eps(torch.ones(2, 1, 4, 4), torch.full((2,), 0.5), None)
     _assert_one_line(ei.value, "bad", f"{name}:load", fragment)
@@ -365,29 +365,29 @@ def _gauss_model(calls: list | None = None, res: int = 8) -> ModuleModel:
 
 def test_time_grid() -> None:
     edm = EDMSchedule()
-    g = dn.ddim_time_grid(edm, 10)
+    g = sampling.ddim_time_grid(edm, 10)
     np.testing.assert_allclose(g, np.arange(10, 0, -1) / 10)
     fm = FlowMatchingSchedule(shift=3.0)
-    g = dn.ddim_time_grid(fm, 7, alpha_bar_min=1e-4)
+    g = sampling.ddim_time_grid(fm, 7, alpha_bar_min=1e-4)
     assert len(g) == 7 and np.all(np.diff(g) < 0)
     assert float(fm.alpha_bar(g[0])) == pytest.approx(1e-4, rel=1e-6)
     assert g[-1] == pytest.approx(g[0] / 7)
-    assert dn.sample_time(fm, 0.5) == pytest.approx(3 * 0.5 / (1 + 2 * 0.5))
+    assert sampling.sample_time(fm, 0.5) == pytest.approx(3 * 0.5 / (1 + 2 * 0.5))
     with pytest.raises(ValueError):
-        dn.ddim_time_grid(edm, 0)
+        sampling.ddim_time_grid(edm, 0)
 
 
 def test_rows_per_step() -> None:
     calls: list[int] = []
     m = _gauss_model(calls)
     B, N = 3, 6
-    x = dn.initial_noise(m, B, 0, "cpu")
+    x = sampling.model_noise(m, B, 0, "cpu")
     c1, c2, u = m.encode(["0"] * B), m.encode(["1"] * B), m.null_condition(B)
     switch = [lambda t: 1.0 if t > 0.5 else 0.0, lambda t: 0.0 if t > 0.5 else 1.0]
 
     def run(conds: list, **kw: object) -> list[int]:
         calls.clear()
-        dn.sample_cfg(m, conds, u, guidance_scale=2.0, num_inference_steps=N, x_T=x, **kw)
+        sampling.sample_cfg(m, conds, u, guidance_scale=2.0, num_inference_steps=N, x_T=x, **kw)
         return list(calls)
 
     assert run([c1]) == [2 * B] * N  # plain CFG: one batched call of 2B rows
@@ -402,22 +402,22 @@ def test_rows_per_step() -> None:
     dict_obj.eps = lambda x_, a, c: base(x_, a, c["y"])
     md = ModuleModel.from_object("gauss-dict", dict_obj)
     calls.clear()
-    dn.sample_cfg(md, [{"y": c1}], {"y": u}, guidance_scale=2.0, num_inference_steps=N, x_T=x)
+    sampling.sample_cfg(md, [{"y": c1}], {"y": u}, guidance_scale=2.0, num_inference_steps=N, x_T=x)
     assert calls == [2 * B] * N  # dicts of tensors concatenate per key
     list_obj = _gauss_obj(calls=calls)
     list_obj.eps = lambda x_, a, c: base(x_, a, torch.tensor(c * (x_.shape[0] // len(c))))
     ml = ModuleModel.from_object("gauss-list", list_obj)
     calls.clear()
-    dn.sample_cfg(ml, [[0] * B], [3] * B, guidance_scale=2.0, num_inference_steps=N, x_T=x)
+    sampling.sample_cfg(ml, [[0] * B], [3] * B, guidance_scale=2.0, num_inference_steps=N, x_T=x)
     assert calls == [B, B] * N
 
 
 def test_ddim_maps_noise_to_the_data_gaussian() -> None:
     m = _gauss_model(res=8)
     B = 400  # 25 600 values: below torch's intra-op parallel grain, so no thread contention
-    x = dn.initial_noise(m, B, 1, "cpu")
+    x = sampling.model_noise(m, B, 1, "cpu")
     c = m.encode(["2"] * B)
-    out = dn.sample_cfg(m, [c], m.null_condition(B), guidance_scale=1.0, num_inference_steps=200, x_T=x)
+    out = sampling.sample_cfg(m, [c], m.null_condition(B), guidance_scale=1.0, num_inference_steps=200, x_T=x)
     assert out.shape == (B, 1, 8, 8) and out.dtype == torch.float64
     assert float(out.mean()) == pytest.approx(1.2, abs=0.015)
     assert float(out.std()) == pytest.approx(0.5, rel=0.03)
@@ -426,7 +426,7 @@ def test_ddim_maps_noise_to_the_data_gaussian() -> None:
 def test_on_step_receives_the_guidance_term() -> None:
     m = _gauss_model()
     B = 2
-    x = dn.initial_noise(m, B, 2, "cpu")
+    x = sampling.model_noise(m, B, 2, "cpu")
     c1, c2, u = m.encode(["0"] * B), m.encode(["1"] * B), m.null_condition(B)
     ws = [lambda t: 0.25 + t, lambda t: 1.5 - t]
     seen: list[tuple] = []
@@ -434,10 +434,10 @@ def test_on_step_receives_the_guidance_term() -> None:
     def on_step(step, t, a, x_t, e_u, e_c, e_g):
         seen.append((step, t, a, x_t, e_u, e_c, e_g))
 
-    dn.sample_cfg(
+    sampling.sample_cfg(
         m, [c1, c2], u, guidance_scale=4.0, num_inference_steps=5, x_T=x, weights=ws, on_step=on_step
     )
-    grid = dn.ddim_time_grid(m.schedule, 5)
+    grid = sampling.ddim_time_grid(m.schedule, 5)
     assert [s[0] for s in seen] == list(range(5))
     for step, t, a, x_t, e_u, e_c, e_g in seen:
         assert t == grid[step] and a == pytest.approx(float(m.schedule.alpha_bar(t)))
@@ -455,23 +455,23 @@ def test_same_seed_is_bitwise_reproducible() -> None:
     m = _gauss_model()
     runs = []
     for _ in range(2):
-        x = dn.initial_noise(m, 4, 123, "cpu")
+        x = sampling.model_noise(m, 4, 123, "cpu")
         c = m.encode(["1"] * 4)
         runs.append(
-            dn.sample_cfg(m, [c], m.null_condition(4), guidance_scale=3.0, num_inference_steps=12, x_T=x)
+            sampling.sample_cfg(m, [c], m.null_condition(4), guidance_scale=3.0, num_inference_steps=12, x_T=x)
         )
     assert torch.equal(runs[0], runs[1])
-    assert not torch.equal(dn.initial_noise(m, 4, 123, "cpu"), dn.initial_noise(m, 4, 124, "cpu"))
+    assert not torch.equal(sampling.model_noise(m, 4, 123, "cpu"), sampling.model_noise(m, 4, 124, "cpu"))
 
 
 def test_guidance_one_is_conditional_ddim() -> None:
     """s = 1 equals DDIM on ε(x; c) alone, written as eq. 4 (the √(ᾱ_{t−1}/ᾱ_t) form)."""
     m = _gauss_model()
     B, N = 5, 20
-    x_T = dn.initial_noise(m, B, 7, "cpu")
+    x_T = sampling.model_noise(m, B, 7, "cpu")
     c = m.encode(["0"] * B)
-    got = dn.sample_cfg(m, [c], m.null_condition(B), guidance_scale=1.0, num_inference_steps=N, x_T=x_T)
-    grid = dn.ddim_time_grid(m.schedule, N)
+    got = sampling.sample_cfg(m, [c], m.null_condition(B), guidance_scale=1.0, num_inference_steps=N, x_T=x_T)
+    grid = sampling.ddim_time_grid(m.schedule, N)
     ab = [float(v) for v in m.schedule.alpha_bar(grid)] + [1.0]
     x = x_T.clone()
     for i in range(N):
@@ -480,7 +480,7 @@ def test_guidance_one_is_conditional_ddim() -> None:
         x = r * x + (math.sqrt(1 - ab[i + 1]) - r * math.sqrt(1 - ab[i])) * e
     torch.testing.assert_close(got, x, rtol=1e-10, atol=1e-10)
     # and guidance changes it
-    g3 = dn.sample_cfg(m, [c], m.null_condition(B), guidance_scale=3.0, num_inference_steps=N, x_T=x_T)
+    g3 = sampling.sample_cfg(m, [c], m.null_condition(B), guidance_scale=3.0, num_inference_steps=N, x_T=x_T)
     assert not torch.allclose(g3, x)
 
 
@@ -523,14 +523,14 @@ def test_module_factory_finds_files_by_relative_name_in_its_folder(tmp_path: Pat
     elsewhere = tmp_path / "workflow"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    m = dn.load_module_model("mine", spec)
+    m = models.load_module_model("mine", spec)
     assert Path.cwd() == elsewhere
     x = torch.ones(1, 1, 4, 4)
     assert float(m.eps(x, torch.full((1,), 0.5), m.encode(["a"]))[0, 0, 0, 0]) == 2.25  # 1.5 · 1.5
     spec2 = _weights_folder(tmp_path / "user2", "relweights2", WEIGHTS_BY_RELATIVE_NAME, 2.0)
     (tmp_path / "user2" / "weights.safetensors").rename(tmp_path / "user2" / "moved.safetensors")
     with pytest.raises(ModelContractError) as ei:
-        dn.load_module_model("mine2", spec2)
+        models.load_module_model("mine2", spec2)
     _assert_one_line(ei.value, "mine2", "relweights2:load", "weights.safetensors")
     assert Path.cwd() == elsewhere
 
@@ -554,9 +554,9 @@ def test_module_factory_with_a_path_parameter_gets_the_folder(tmp_path: Path, mo
         ),
     )
     monkeypatch.chdir(tmp_path)
-    m = dn.load_module_model("p", {"kind": "module", "path": "user", "factory": "withpath:load"})
+    m = models.load_module_model("p", {"kind": "module", "path": "user", "factory": "withpath:load"})
     assert Path(m.obj.folder) == folder.resolve() and Path(m.obj.folder).is_absolute()
-    k = dn.load_module_model("k", {"kind": "module", "path": str(folder), "factory": "kwonly:load"})
+    k = models.load_module_model("k", {"kind": "module", "path": str(folder), "factory": "kwonly:load"})
     assert k.obj.extra == []
 
 
@@ -567,13 +567,13 @@ def test_module_factory_with_a_path_parameter_gets_the_folder(tmp_path: Path, mo
 
 def test_user_edm_model_end_to_end() -> None:
     spec = {"kind": "module", "path": str(USER_MODELS), "factory": "edm_classes:load"}
-    dn.check_module_spec("edm_classes", spec)
-    m = dn.load_module_model("edm_classes", spec, device="cpu")
+    models.check_module_spec("edm_classes", spec)
+    m = models.load_module_model("edm_classes", spec, device="cpu")
     assert (m.resolution, m.channels, m.dtype) == (12, 1, torch.float32)
     assert isinstance(m.schedule, EDMSchedule) and m.schedule.sigma_max == 80.0
-    x = dn.initial_noise(m, 2, 0, "cpu")
+    x = sampling.model_noise(m, 2, 0, "cpu")
     steps: list[int] = []
-    out = dn.sample_cfg(
+    out = sampling.sample_cfg(
         m,
         [m.encode(["digit 3", "digit 3"])],
         m.null_condition(2),

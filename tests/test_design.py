@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reschrom import design as D
-from reschrom import schedules as S
-from reschrom.theory import alpha_bar_tau, chromatography
+from reschrom.design import nfe
+from reschrom.theory import schedules as S
+from reschrom.theory.resolution import alpha_bar_tau, chromatography
 from rounding import assert_equal_up_to_rounding
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,10 +271,10 @@ def test_strictly_decreasing_steps_never_lose_a_step():
 def test_euler_with_custom_timesteps_is_ddim(clip):
     """DDIM (eq. 4) at DDIMScheduler's own steps and EulerDiscreteScheduler given the same steps
     (ddim_scheduler) produce the same sample: the NFE experiment's sampler is DDIM — with the
-    threshold hook, the project's DDIM with static thresholding (reschrom.sampling.sample)."""
+    threshold hook, the project's DDIM with static thresholding (reschrom.sampling.samplers.sample)."""
     from diffusers import DDIMScheduler, UNet2DModel
 
-    from reschrom.sampling import sample, unet_predictor
+    from reschrom.sampling.samplers import sample, unet_predictor
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
@@ -288,7 +289,7 @@ def test_euler_with_custom_timesteps_is_ddim(clip):
     with torch.no_grad():
         x = sample(unet_predictor(unet), ddim, x_T, 6, threshold="static" if clip else "none", progress=False)
         hook = D.threshold_hook(unet, ddim.alphas_cumprod.double().numpy(), "static") if clip else None
-        y = D._sample_unconditional(unet, D.ddim_scheduler(cfg), ts, x_T)
+        y = nfe._sample_unconditional(unet, D.ddim_scheduler(cfg), ts, x_T)
         if hook is not None:
             hook.remove()
     assert_equal_up_to_rounding(y, x)  # two float32 samplers over the same UNet calls (tests/rounding.py)
@@ -455,7 +456,7 @@ def test_bad_design_config_stops_the_workflow_with_one_line(tmp_path):
 
 def test_design_module_imports_no_torch():
     code = (
-        "import sys, json; from reschrom import design as D, schedules as S;"
+        "import sys, json; from reschrom import design as D; from reschrom.theory import schedules as S;"
         "d = D.design_schedule(S.build_schedule('linear', S.DEFAULT_SCHEDULES['linear']), 7);"
         "json.dumps(D.export_design(d, [8])); D.shift_table(S.CosineSchedule(), [2]);"
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'torch imported'"
@@ -488,7 +489,7 @@ def tiny_models(tmp_path_factory):
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     from builders import build_tiny_if_pipeline
-    from reschrom.data import save_level
+    from reschrom.data.dataset import save_level
 
     root = tmp_path_factory.mktemp("nfe")
     torch.manual_seed(0)
@@ -518,9 +519,9 @@ def test_run_nfe_unconditional(tiny_models):
 
 def test_run_nfe_text_model_adds_caption_accuracy(tiny_models):
     try:
-        from reschrom.models import load_pipeline
+        from reschrom.models.builders import load_trained_pipeline
 
-        load_pipeline(tiny_models / "t2i")
+        load_trained_pipeline(tiny_models / "t2i")
     except Exception as e:  # a tokenizer the project's loader cannot read back
         pytest.skip(f"tiny IF pipeline does not round-trip: {e}")
     df = D.run_nfe(str(tiny_models / "t2i"), str(tiny_models / "data.safetensors"), "t2i", nfe=[2],
@@ -533,8 +534,8 @@ def test_run_nfe_text_model_adds_caption_accuracy(tiny_models):
 def test_figures(tmp_path):
     import pandas as pd
 
-    from reschrom import plots_design as P
     from reschrom.io import write_parquet
+    from reschrom.plots import design as P
 
     d = D.design_schedule(BASES["cosine"], 7)
     write_parquet(D.design_table(d, 64, n_t=100), tmp_path / "t.parquet")

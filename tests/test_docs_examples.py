@@ -14,7 +14,7 @@ non-blank line before the fence (CONTRIBUTING.md, "Code blocks in README.md and 
 * ``<!-- example: module my_module:load -->`` on a python block: the block is the file
   ``my_module.py`` of a ``kind: module`` folder; it is written beside ``tests/doc_examples/*``
   (the names it imports, and the ``weights.safetensors`` they write), loaded by
-  ``reschrom.denoisers.load_module_model`` from another working directory and measured for a few
+  ``reschrom.models.module.load_module_model`` from another working directory and measured for a few
   steps (``measure_guidance_denoiser``).
 * ``<!-- example: needs-gpu -->``, ``needs-hub``, ``needs-cluster``, ``needs-data``: what the
   block needs is not here; python is compiled and its imports are imported, bash goes through
@@ -184,8 +184,8 @@ def _imports_only(code: str) -> str:
 
 MODULE_CHECK = """
 import json, sys
-from reschrom.denoisers import load_module_model
-from reschrom.chromatography import measure_guidance_denoiser
+from reschrom.models.contract import load_module_model
+from reschrom.measure import measure_guidance_denoiser
 folder, factory = sys.argv[1], sys.argv[2]
 m = load_module_model("mine", {"kind": "module", "path": folder, "factory": factory})
 df, _ = measure_guidance_denoiser(m, ["digit 3", "digit 5"], model="mine", seeds=[0], num_samples=2,

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from reschrom.adapters import PipelineAdapter
-from reschrom.compose import PromptComposer, heaviside_weights
-from reschrom.probe import GuidanceProbe
-from reschrom.pyramid import band_energies
-from reschrom.trajectory import capturing_x0
+from reschrom.compose.composer import PromptComposer
+from reschrom.compose.weights import heaviside_weights
+from reschrom.measure.probe import GuidanceProbe
+from reschrom.measure.trajectory import capturing_x0
+from reschrom.models.adapters import PipelineAdapter
+from reschrom.theory.pyramid import band_energies
 
 STRUCT, TEX = "a red circle", "a blue square with stripes"
 STEPS = 3

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reschrom import flow
-from reschrom.data import make_shapes
-from reschrom.denoisers import alpha_bar_from_flow_sigma
-from reschrom.schedules import FlowMatchingSchedule
-from reschrom.training import TrainSpec, train, train_from_files
+from reschrom.data.shapes import make_shapes
+from reschrom.models import flow
+from reschrom.models.contract import alpha_bar_from_flow_sigma
+from reschrom.theory.schedules import FlowMatchingSchedule
+from reschrom.training.loop import train, train_from_files
+from reschrom.training.spec import TrainSpec
 
 SCHED = {"type": "ddpm", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 TINY_FLOW = {
@@ -39,7 +40,7 @@ def trained(tmp_path_factory, shapes16):
     """A 4-step flow model trained through the workflow's entry point."""
     import pandas as pd
 
-    from reschrom.data import save_level
+    from reschrom.data.dataset import save_level
     from reschrom.io import write_parquet
 
     x, caps = shapes16

@@ -56,7 +56,7 @@ def _tiny_ddpm_folder(path):
 
 def test_garbled_or_missing_model_files_are_named(tmp_path):
     from reschrom.io import check_model_folder
-    from reschrom.upscale import load_model
+    from reschrom.sampling.upscale import load_model
 
     folder = _tiny_ddpm_folder(tmp_path / "m")
     load_model(folder)  # intact: loads

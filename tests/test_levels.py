@@ -1,4 +1,4 @@
-"""The level maths of reschrom.levels (eq. 1, 7, 14–16, 21, 23, 24) on per-sample signal levels."""
+"""The level maths of reschrom.theory.levels (eq. 1, 7, 14–16, 21, 23, 24) on per-sample signal levels."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from reschrom import levels, theory
-from reschrom.pyramid import downsample
+from reschrom.theory import levels
+from reschrom.theory import resolution as theory
+from reschrom.theory.pyramid import downsample
 
 
 def _draw(seed: int, shape=(3, 3, 8, 8)) -> tuple[torch.Tensor, torch.Tensor]:

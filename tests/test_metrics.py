@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from reschrom import metrics
 from reschrom.io import read_parquet
+from reschrom.measure import metrics
 
 
 def _data(n=32, seed=0, scale=0.2):

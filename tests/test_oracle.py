@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reschrom.oracle import (
+from reschrom.models.oracle import (
     CONCEPT_LIBRARY,
     build_oracle_pipeline,
     concept_weights,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from builders import build_tiny_if_pipeline, build_tiny_sd3_pipeline, build_tiny_sd_pipeline
-from reschrom.models import build_word_tokenizer
-from reschrom.pipelines import load_pipeline, resolve_dtype
+from reschrom.models.builders import build_word_tokenizer
+from reschrom.models.pipelines import load_pipeline, resolve_dtype
 
 
 def test_word_tokenizer_pads_and_ends_with_eos():

@@ -1,7 +1,7 @@
 """Figure text covers the prompts users write: emoji, Chinese/Japanese, '$'. Every figure that
 shows user text (a prompt's heatmap title, a composing pair's row label, a category's row title)
 draws without a "Glyph … missing from font(s)" warning: each text is drawn by the figure fonts
-(reschrom.plots.font_families: DejaVu Sans and any installed wide-coverage font), or replaced by
+(reschrom.plots.common.font_families: DejaVu Sans and any installed wide-coverage font), or replaced by
 its prompt id where they lack a character."""
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import pytest
 from matplotlib import font_manager
 from matplotlib.text import Text
 
-from reschrom import plots, plots_categories, plots_chromatography, plots_compose
-from reschrom.chromatography import aggregate_chromatography, prompt_id
 from reschrom.io import write_parquet
-from reschrom.plots import figure_text, font_families, missing_glyphs
+from reschrom.measure.aggregate import aggregate_chromatography
+from reschrom.measure.prompts import prompt_id
+from reschrom.plots import categories as plots_categories
+from reschrom.plots import chromatography as plots_chromatography
+from reschrom.plots import common as plots
+from reschrom.plots import compose as plots_compose
+from reschrom.plots.common import figure_text, font_families, missing_glyphs
 from test_plots import _compose, _dump
 
 EMOJI = "a cute 🐶 on the grass"

@@ -30,12 +30,17 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image
 
-from reschrom import plots, plots_chromatography, plots_compose, plots_training, plots_upscale
-from reschrom.chromatography import aggregate_chromatography, prompt_id
+from reschrom.compose.pairs import eta_label, pair_id
 from reschrom.io import write_parquet
-from reschrom.pairs import eta_label, pair_id
-from reschrom.schedules import DEFAULT_SCHEDULES, build_schedule
-from reschrom.theory import level_resolutions, theory_table
+from reschrom.measure.aggregate import aggregate_chromatography
+from reschrom.measure.prompts import prompt_id
+from reschrom.plots import chromatography as plots_chromatography
+from reschrom.plots import compose as plots_compose
+from reschrom.plots import theory as plots_theory
+from reschrom.plots import training as plots_training
+from reschrom.plots import upscale as plots_upscale
+from reschrom.theory.resolution import level_resolutions, theory_table
+from reschrom.theory.schedules import DEFAULT_SCHEDULES, build_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 DPIS = [40, 110]  # configs/smoke.yaml and config.yaml: figures.dpi
@@ -51,7 +56,7 @@ PAIRS = [
     ("a plain green triangle on a dark background", "a yellow triangle with dots on a light background"),
 ]
 ETAS = [1.0, 0.8, 0.6, 0.4, 0.2]
-PLOT_MODULES = [plots, plots_chromatography, plots_compose, plots_training, plots_upscale]
+PLOT_MODULES = [plots_theory, plots_chromatography, plots_compose, plots_training, plots_upscale]
 
 
 # ---- the check ------------------------------------------------------------------------------
@@ -187,15 +192,15 @@ def _compose(tmp_path: Path, etas: list[float], pairs=PAIRS) -> tuple[Path, Path
 @pytest.mark.parametrize("resolution", [16, 64, 1024])
 def test_theory_figures(tmp_path, figures, dpi, resolution):
     table = _theory(tmp_path, "scaled_linear", resolution)
-    plots.plot_chromatography_theory(table, tmp_path / "c.png", dpi=dpi)
-    plots.plot_time_adjustment(table, tmp_path / "t.png", dpi=dpi)
+    plots_theory.plot_chromatography_theory(table, tmp_path / "c.png", dpi=dpi)
+    plots_theory.plot_time_adjustment(table, tmp_path / "t.png", dpi=dpi)
     _check(figures, dpi, 2)
 
 
 @pytest.mark.parametrize("dpi", DPIS)
 @pytest.mark.parametrize("names", [list(DEFAULT_SCHEDULES), ["linear", "cosine", "flow_matching"], ["edm"]])
 def test_atlas(tmp_path, figures, dpi, names):
-    plots.plot_chromatography_atlas([_theory(tmp_path, n) for n in names], tmp_path / "a.png", dpi=dpi)
+    plots_theory.plot_chromatography_atlas([_theory(tmp_path, n) for n in names], tmp_path / "a.png", dpi=dpi)
     _check(figures, dpi)
 
 
@@ -265,10 +270,10 @@ def test_upscale_figures(tmp_path, figures, dpi, rows):
 
 
 def test_upscale_images_read_without_torch_match_upscale_load_images(tmp_path):
-    """plots_upscale reads samples as reschrom.upscale does (uint8 and float files)."""
+    """plots_upscale reads samples as reschrom.sampling.upscale does (uint8 and float files)."""
     from safetensors.numpy import save_file
 
-    from reschrom.upscale import image_grid, load_images
+    from reschrom.sampling.upscale import image_grid, load_images
 
     rng = np.random.default_rng(0)
     save_file({"images": rng.integers(0, 255, (5, 3, 8, 8), dtype=np.uint8)}, str(tmp_path / "u.safetensors"))
@@ -321,7 +326,7 @@ def test_training_loss_panels_one_per_model(tmp_path, figures, dpi):
 
 
 def test_flow_constants_match_flow_module():
-    from reschrom import flow
+    from reschrom.models import flow
 
     assert (plots_training.FLOW_MODEL_FILE, plots_training.FLOW_CLASS_NAME) == (flow.MODEL_FILE, flow.CLASS_NAME)
 
@@ -370,10 +375,13 @@ def test_model_free_scripts_import_no_torch():
         [
             "import sys",
             *lines,
-            "import reschrom.plots, reschrom.plots_chromatography, reschrom.plots_compose",
-            "import reschrom.plots_upscale, reschrom.plots_training, reschrom.plots_tables",
-            "import reschrom.theory, reschrom.chromatography",
-            "from reschrom.schedules import build_schedule",
+            "import reschrom, reschrom.plots, reschrom.plots.common, reschrom.plots.theory",
+            "import reschrom.plots.chromatography, reschrom.plots.categories, reschrom.plots.compose",
+            "import reschrom.plots.upscale, reschrom.plots.training, reschrom.plots.tables, reschrom.plots.design",
+            "import reschrom.theory, reschrom.theory.resolution, reschrom.measure, reschrom.measure.prompts",
+            "import reschrom.measure.guidance, reschrom.measure.aggregate, reschrom.measure.agreement",
+            "import reschrom.measure.measurement, reschrom.compose, reschrom.compose.pairs, reschrom.design",
+            "from reschrom.theory.schedules import build_schedule",
             "build_schedule('s', {'type': 'ddpm', 'beta_schedule': 'scaled_linear', 'beta_start': 0.00085,"
             " 'beta_end': 0.012, 'rescale_betas_zero_snr': True})",
             "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'seaborn', 'scipy.stats')"
@@ -389,7 +397,7 @@ def test_model_free_scripts_import_no_torch():
 
 
 def test_report_tables(tmp_path):
-    from reschrom.plots_tables import write_report_table
+    from reschrom.plots.tables import write_report_table
 
     variants = ["full", "no_time_adjustment", "nearest"]
     up = pd.DataFrame({"variant": variants, "n_samples": 8, "lsd_db": [1.5, 2.5, 0.5], "residual_noise": 0.1,

@@ -10,9 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reschrom import precondition as pc
-from reschrom.data import make_shapes
-from reschrom.training import TrainSpec, train
+from reschrom.data.shapes import make_shapes
+from reschrom.models import precondition as pc
+from reschrom.training.loop import train
+from reschrom.training.spec import TrainSpec
 from rounding import assert_equal_up_to_rounding
 
 SCHED = {"type": "ddpm", "beta_schedule": "squaredcos_cap_v2"}
@@ -67,13 +68,13 @@ def trained(tmp_path_factory):
 
 
 def test_saved_pipeline_reloads_as_the_preconditioned_class(trained):
-    from reschrom.pipelines import load_pipeline
+    from reschrom.models.pipelines import load_pipeline
 
     folder, log, _ = trained
     assert log["step"].tolist() == [1, 2, 3] and np.isfinite(log["loss"]).all()
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "IFPipeline"
-    assert index["unet"] == ["reschrom.precondition", "PreconditionedUNet2DConditionModel"]
+    assert index["unet"] == ["reschrom.models.precondition", "PreconditionedUNet2DConditionModel"]
     pipe = load_pipeline(folder, device="cpu", dtype=torch.float32)
     assert type(pipe.unet) is pc.PreconditionedUNet2DConditionModel
     assert pipe.unet.precondition["type"] == "flow_velocity"
@@ -83,7 +84,7 @@ def test_saved_pipeline_reloads_as_the_preconditioned_class(trained):
 
 def test_forward_is_c_skip_x_plus_c_out_velocity(trained):
     """forward = (x_t + √ᾱ·F)/(√ᾱ + √(1−ᾱ)) on the first 3 channels; IF's variance channels pass."""
-    from reschrom.pipelines import load_pipeline
+    from reschrom.models.pipelines import load_pipeline
 
     folder, _, caps = trained
     pipe = load_pipeline(folder, device="cpu", dtype=torch.float32)
@@ -111,8 +112,8 @@ def test_forward_is_c_skip_x_plus_c_out_velocity(trained):
 
 
 def test_pipeline_samples_and_the_adapter_sees_an_eps_model(trained):
-    from reschrom.adapters import PipelineAdapter, VPAdapter
-    from reschrom.pipelines import load_pipeline
+    from reschrom.models.adapters import PipelineAdapter, VPAdapter
+    from reschrom.models.pipelines import load_pipeline
 
     folder, _, caps = trained
     pipe = load_pipeline(folder, device="cpu", dtype=torch.float32)
@@ -127,9 +128,9 @@ def test_training_loss_is_the_velocity_error_of_the_drawn_batch(tmp_path):
     """Step 1's logged loss is ‖F_θ(x_t, t(σ), c) − (ε − x0)‖² on the batch the loop draws (its
     generator replayed here): x_t of eq. 1 at the fractional step of a logit-normal σ. With lr 0
     the saved UNet is the one that step saw."""
-    from reschrom import flow
-    from reschrom.levels import forward_diffuse
-    from reschrom.pipelines import load_pipeline
+    from reschrom.models import flow
+    from reschrom.models.pipelines import load_pipeline
+    from reschrom.theory.levels import forward_diffuse
 
     x, df = make_shapes(8, 8, seed=1, texture_period=2)
     x = x.float() / 127.5 - 1.0
@@ -175,7 +176,7 @@ def test_precondition_is_refused_where_it_means_nothing():
 def test_sample_images_keeps_or_forces_the_saved_clipping(trained):
     """``clip_sample=None`` samples as the folder is saved (no clipping for this model); True
     clips the guided x̂0 of DDIM and changes the images."""
-    from reschrom.training import sample_images
+    from reschrom.training.samples import sample_images
 
     folder, _, caps = trained
     kw = {"steps": 4, "guidance_scale": 6.0, "seed": 0}

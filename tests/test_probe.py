@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builders import build_tiny_if_pipeline, build_tiny_sd_pipeline
-from reschrom import pyramid
-from reschrom.oracle import build_oracle_pipeline
-from reschrom.probe import GuidanceProbe, ProbeResult, guidance_frame, save_tensors
+from reschrom.measure.probe import GuidanceProbe, ProbeResult, guidance_frame, save_tensors
+from reschrom.models.oracle import build_oracle_pipeline
+from reschrom.theory import pyramid
 from rounding import assert_equal_up_to_rounding
 
 PROMPT = "a teddy bear playing the guitar"

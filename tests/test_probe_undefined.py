@@ -20,20 +20,14 @@ import pandas as pd
 import pytest
 import torch
 
-from reschrom.chromatography import (
-    GUIDANCE_COLUMNS,
-    UNDEFINED_RATIO,
-    UndefinedStepsWarning,
-    aggregate_chromatography,
-    agreement_table,
-    measure_guidance,
-    measure_guidance_denoiser,
-    prompt_id,
-    write_chromatography,
-)
 from reschrom.io import read_parquet, write_parquet
-from reschrom.oracle import build_oracle_pipeline
-from reschrom.probe import GuidanceProbe
+from reschrom.measure.aggregate import aggregate_chromatography, write_chromatography
+from reschrom.measure.agreement import agreement_table
+from reschrom.measure.guidance import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning
+from reschrom.measure.measurement import measure_guidance, measure_guidance_denoiser
+from reschrom.measure.probe import GuidanceProbe
+from reschrom.measure.prompts import prompt_id
+from reschrom.models.oracle import build_oracle_pipeline
 
 USER_MODELS = Path(__file__).resolve().parent / "user_models"
 NO_CONCEPT = "HD photo of a cute corgi"  # names none of the oracle's concepts
@@ -138,7 +132,7 @@ def test_aggregate_and_agreement_count_defined_steps(oracle, tmp_path):
 
 def test_a_model_whose_guidance_never_vanishes_raises_no_warning(tmp_path):
     """The class-conditional user model: g ≠ 0 at every step, every row defined, no warning."""
-    from reschrom.denoisers import load_module_model
+    from reschrom.models.module import load_module_model
 
     try:
         m = load_module_model("mine", {"kind": "module", "path": str(USER_MODELS), "factory": "edm_classes:load"})

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reschrom import pyramid, theory
+from reschrom.theory import pyramid
+from reschrom.theory import resolution as theory
 
 sizes = st.sampled_from([1, 2, 4, 8, 16, 32])
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reschrom.config import ConfigError, validate_config
-from reschrom.registry import load_spec, model_inputs, stage_models, stage_settings, trained_names
+from reschrom.models.registry import load_spec, model_inputs, stage_models, stage_settings, trained_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"

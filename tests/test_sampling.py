@@ -11,7 +11,9 @@ from diffusers import DDPMScheduler, UNet2DModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reschrom import levels, pyramid, sampling, theory
+from reschrom.sampling import samplers as sampling
+from reschrom.theory import levels, pyramid
+from reschrom.theory import resolution as theory
 
 
 @pytest.fixture(scope="module")

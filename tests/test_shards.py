@@ -12,27 +12,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builders import build_tiny_if_pipeline
-from reschrom.chromatography import (
-    AGREEMENT_INTERVALS,
+from reschrom.io import read_parquet, write_parquet
+from reschrom.measure.aggregate import (
     CATEGORY_COLUMNS,
     CHROMATOGRAPHY_COLUMNS,
-    DEFAULT_CATEGORY,
     INTERVAL_COLUMNS,
     aggregate_chromatography,
-    agreement_table,
-    assign_shards,
     category_table,
     chromatography_from_stack,
-    measure_guidance,
-    measure_guidance_denoiser,
-    prompt_generators,
-    prompt_id,
-    read_prompt_suite,
     stack_prompt_tables,
     write_chromatography,
 )
-from reschrom.io import read_parquet, write_parquet
-from reschrom.probe import GUIDANCE_COLUMNS, GuidanceProbe
+from reschrom.measure.agreement import AGREEMENT_INTERVALS, agreement_table
+from reschrom.measure.guidance import GUIDANCE_COLUMNS
+from reschrom.measure.measurement import measure_guidance, measure_guidance_denoiser, prompt_generators
+from reschrom.measure.probe import GuidanceProbe
+from reschrom.measure.prompts import DEFAULT_CATEGORY, assign_shards, prompt_id, read_prompt_suite
 from rounding import assert_equal_up_to_rounding
 from workflow_utils import REPO, copy_workflow, plan, snakemake
 
@@ -147,7 +142,7 @@ def test_probed_batched_call_leaves_images_bitwise_unchanged(if_pipe):
 
 
 def test_batched_dumps_equal_single_prompt_dumps_oracle():
-    from reschrom.oracle import build_oracle_pipeline
+    from reschrom.models.oracle import build_oracle_pipeline
 
     pipe = build_oracle_pipeline(resolution=8, device="cpu")
     prompts = ["a disc", "grass", "clouds"]
@@ -158,8 +153,8 @@ def test_batched_dumps_equal_single_prompt_dumps_oracle():
 
 
 def test_batched_dumps_equal_single_prompt_dumps_denoiser():
-    from reschrom.denoisers import ModuleModel
-    from reschrom.models import build_flow_t2i, build_word_tokenizer
+    from reschrom.models.builders import build_flow_t2i, build_word_tokenizer
+    from reschrom.models.module import ModuleModel
 
     torch.manual_seed(0)
     cfg = {"block_out_channels": [8, 16], "attention": [False, True], "norm_num_groups": 4,
@@ -172,7 +167,7 @@ def test_batched_dumps_equal_single_prompt_dumps_denoiser():
 
 
 def test_shard_writer_writes_each_prompt_dump(tmp_path):
-    from reschrom.chromatography import write_guidance_shard
+    from reschrom.measure.measurement import write_guidance_shard
 
     spec = {"name": "oracle", "kind": "oracle"}
     settings = {"resolution": 8, "guidance_scale": 3.0, "num_inference_steps": 3, "num_samples": 1, "seeds": [0],
@@ -288,7 +283,7 @@ def test_category_aggregation_equals_aggregating_each_category(tmp_path):
 
 
 def test_category_figure(tmp_path):
-    from reschrom.plots_categories import plot_category_chromatography
+    from reschrom.plots.categories import plot_category_chromatography
 
     paths, cats = _suite(tmp_path, 6)
     table = category_table(stack_prompt_tables(paths), cats, n_boot=20, seed=0)

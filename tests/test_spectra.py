@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from reschrom.spectra import rapsd, spectral_slope
-from reschrom.trajectory import (
+from reschrom.measure.trajectory import (
     SPECTRA_COLUMNS,
     capturing_x0,
     posterior_mean,
     spectra_frame,
     x0_spectra,
 )
+from reschrom.theory.spectra import rapsd, spectral_slope
 
 
 def power_law_field(n: int, size: int, exponent: float, seed: int = 0) -> torch.Tensor:
@@ -55,7 +55,7 @@ def test_posterior_mean_inverts_the_forward_process():
 
 @pytest.fixture(scope="module")
 def oracle():
-    from reschrom.oracle import build_oracle_pipeline
+    from reschrom.models.oracle import build_oracle_pipeline
 
     return build_oracle_pipeline(resolution=16, sampler="ddim")
 
@@ -115,8 +115,8 @@ def test_x0_spectra_oracle_is_coarse_to_fine(oracle):
 
 def test_spectra_figure(tmp_path, oracle):
     from reschrom.io import write_parquet
-    from reschrom.plots_compose import plot_x0_spectra
-    from reschrom.trajectory import save_snapshots
+    from reschrom.measure.trajectory import save_snapshots
+    from reschrom.plots.compose import plot_x0_spectra
 
     res = x0_spectra(oracle, ["disc"], n_samples=2, batch_size=2, num_inference_steps=5, guidance_scale=2.0)
     write_parquet(spectra_frame(res, "oracle", 1000), tmp_path / "s.parquet")

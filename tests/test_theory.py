@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reschrom import schedules as S
-from reschrom import theory
+from reschrom.theory import resolution as theory
+from reschrom.theory import schedules as S
 
 ALL = {name: S.build_schedule(name, spec) for name, spec in S.DEFAULT_SCHEDULES.items()}
 ALL["zero_snr"] = S.ddpm_schedule("scaled_linear", 0.00085, 0.012, rescale_betas_zero_snr=True, name="zero_snr")
@@ -91,7 +91,7 @@ def test_numpy_zero_terminal_snr_equals_diffusers(beta_schedule, kw, num_train_t
 
 def test_ddpm_schedule_imports_no_torch():
     code = (
-        "import sys; from reschrom.schedules import build_schedule, DEFAULT_SCHEDULES; "
+        "import sys; from reschrom.theory.schedules import build_schedule, DEFAULT_SCHEDULES; "
         "[build_schedule(n, s).alpha_bar(0.5) for n, s in DEFAULT_SCHEDULES.items()]; "
         "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; "
         "assert not bad, bad"
@@ -314,8 +314,8 @@ def test_guidance_frame_resolution_28():
     """A probe of a 28×28 tensor records 3 levels; the frame labels them 28, 14, 7."""
     import torch
 
-    from reschrom import pyramid
-    from reschrom.probe import ProbeResult, guidance_frame
+    from reschrom.measure.probe import ProbeResult, guidance_frame
+    from reschrom.theory import pyramid
 
     g = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     e = pyramid.band_energies(g).numpy()  # (B, M)
@@ -335,8 +335,9 @@ def test_aggregation_and_agreement_keep_resolution_28(tmp_path):
     """Dumps at 28×28 (levels 28, 14, 7) aggregate into a 3-level table with those sides."""
     import pandas as pd
 
-    from reschrom.chromatography import aggregate_chromatography, agreement_table, theory_for_alpha_bar
     from reschrom.io import write_parquet
+    from reschrom.measure.aggregate import aggregate_chromatography, theory_for_alpha_bar
+    from reschrom.measure.agreement import agreement_table
 
     ab = np.linspace(0.999, 0.001, 12)
     th = theory_for_alpha_bar(ab, 3)

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from reschrom import theory
-from reschrom.data import make_shapes
-from reschrom.levels import (
+from reschrom.data.shapes import make_shapes
+from reschrom.theory import resolution as theory
+from reschrom.theory.levels import (
     compose_levels,
     forward_diffuse,
     level_input,
@@ -26,9 +26,10 @@ from reschrom.levels import (
     level_time,
     residual_target,
 )
-from reschrom.pyramid import downsample, upsample
-from reschrom.schedules import DiscreteSchedule
-from reschrom.training import NonFiniteLossError, TrainSpec, min_snr_weights, train, v_target
+from reschrom.theory.pyramid import downsample, upsample
+from reschrom.theory.schedules import DiscreteSchedule
+from reschrom.training.loop import NonFiniteLossError, train
+from reschrom.training.spec import TrainSpec, min_snr_weights, v_target
 
 SCHED = {"type": "ddpm", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 TINY = {
@@ -131,7 +132,7 @@ def test_min_snr_weights_v_prediction():
 def test_v_prediction_t2i_folder_carries_its_prediction_type(tmp_path, shapes16):
     from diffusers import DiffusionPipeline
 
-    from reschrom.adapters import PipelineAdapter
+    from reschrom.models.adapters import PipelineAdapter
 
     x, caps = shapes16
     cfg = {**TINY, "objective": "v_prediction", "addition_embed_type": "text"}
@@ -265,7 +266,7 @@ def test_killed_subprocess_resumes_bitwise(tmp_path, shapes16):
 
 
 def test_word_tokenizer():
-    from reschrom.models import build_word_tokenizer
+    from reschrom.models.builders import build_word_tokenizer
 
     tok = build_word_tokenizer(["A red circle, with stripes", "a blue square"])
     ids = tok(["a red circle", "a green circle", ""]).input_ids
@@ -304,7 +305,8 @@ def test_config_errors_are_one_line():
 
 
 def test_sample_images_reads_flow_folders_through_the_project_ddim(tmp_path, shapes16):
-    from reschrom.training import caption_accuracy, sample_images
+    from reschrom.measure.metrics import caption_accuracy
+    from reschrom.training.samples import sample_images
 
     x, caps = shapes16
     cfg = {**TINY, "objective": "flow_matching", "addition_embed_type": "text"}

@@ -7,7 +7,10 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from reschrom import metrics, pyramid, sampling, upscale
+from reschrom.measure import metrics
+from reschrom.sampling import samplers as sampling
+from reschrom.sampling import upscale
+from reschrom.theory import pyramid
 
 
 @pytest.fixture(scope="module")

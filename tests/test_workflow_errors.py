@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reschrom.chromatography import prompt_id
+from reschrom.measure.prompts import prompt_id
 from workflow_utils import copy_workflow, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from reschrom.chromatography import CHROMATOGRAPHY_COLUMNS, prompt_id
-from reschrom.probe import GUIDANCE_COLUMNS
+from reschrom.measure.aggregate import CHROMATOGRAPHY_COLUMNS
+from reschrom.measure.guidance import GUIDANCE_COLUMNS
+from reschrom.measure.prompts import prompt_id
 from workflow_utils import copy_workflow, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from reschrom.theory import THEORY_COLUMNS
+from reschrom.theory.resolution import THEORY_COLUMNS
 from workflow_utils import SMOKE, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow

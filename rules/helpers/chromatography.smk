@@ -5,7 +5,7 @@ import functools
 import re as _re
 import sys
 
-from reschrom.chromatography import (
+from reschrom.measure.prompts import (
     PROMPT_ID_PATTERN,
     PromptFileError,
     assign_shards,
@@ -78,7 +78,7 @@ def get_chromatography_prompt(model, prompt_id):
 
 def get_chromatography_shards():
     """[(job name, model, shard, {prompt_id: prompt})] of every measured model: its prompts in
-    shards of at most chromatography.shard_size (reschrom.chromatography.assign_shards: a
+    shards of at most chromatography.shard_size (reschrom.measure.prompts.assign_shards: a
     stable hash trie, so adding a prompt changes one shard's prompts only). Each shard is a rule
     of its own, guidance_dump_<model>_<shard> (Snakemake outputs cannot come from a function),
     whose outputs are the per-prompt dumps of its prompts."""

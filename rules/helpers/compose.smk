@@ -1,6 +1,6 @@
 # Input functions and targets of rules/compose.smk (included at its top).
 
-from reschrom.pairs import eta_label, find_pair, pair_ids, sweep_etas
+from reschrom.compose.pairs import eta_label, find_pair, pair_ids, sweep_etas
 
 COMPOSE_MODELS = get_model_pattern(get_stage_models("compose"))
 

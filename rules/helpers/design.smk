@@ -1,7 +1,7 @@
 # Input functions and targets of rules/design.smk (included at its top). The design config is
 # checked in common.smk, with the rest of the config, before any rule file is read.
 
-from reschrom.design import design_settings
+from reschrom.design.settings import design_settings
 
 
 def get_design_pattern():
@@ -16,7 +16,7 @@ def get_design_settings(base):
 
 def get_design_shift_specs():
     """{name: schedule spec} of the resolution-shift bases (design.shift.schedules)."""
-    from reschrom.design import base_spec
+    from reschrom.design.settings import base_spec
 
     names = config["design"]["shift"]["schedules"]
     return {n: base_spec(config, n, "design.shift.schedules") for n in names}

@@ -103,7 +103,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
 
     Raises :class:`ConfigError` with a one-line message naming the key.
     """
-    from reschrom.registry import old_layout_error
+    from reschrom.models.registry import old_layout_error
 
     old = old_layout_error(config)
     if old:
@@ -141,7 +141,7 @@ def empty_stage_notices(config: Mapping[str, Any]) -> list[str]:
             out.append(f"reschrom: {'.'.join(keys)} is empty: {what}")
     up = config.get("upscale")
     if isinstance(up, Mapping) and up.get("source") == "trained":
-        from reschrom.registry import trained_names
+        from reschrom.models.registry import trained_names
 
         if not trained_names(config):
             out.append("reschrom: upscale.source is trained but the registry has no trained model: no upscaling will run")
@@ -149,7 +149,7 @@ def empty_stage_notices(config: Mapping[str, Any]) -> list[str]:
 
 
 def _check_semantics(config: Mapping[str, Any]) -> None:
-    from reschrom.schedules import build_schedule
+    from reschrom.theory.schedules import build_schedule
 
     res = config.get("resolution")
     k = int(config.get("kernel", 2))
@@ -163,7 +163,7 @@ def _check_semantics(config: Mapping[str, Any]) -> None:
         if name not in schedules:
             allowed = ", ".join(sorted(schedules))
             raise ConfigError(f"config key 'theory.schedules': {name!r} is not defined under 'schedules'; defined: {allowed}")
-    from reschrom.registry import RegistryError, check_registry
+    from reschrom.models.registry import RegistryError, check_registry
 
     try:
         check_registry(config)
@@ -205,13 +205,13 @@ def _check_data_and_training(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"config key 'training.schedule': {name!r} has type {schedules[name].get('type')!r}; training needs a DDPM schedule (type ddpm or cosine)")
     res = int(data.get("resolution", 32))
     k = int(config.get("kernel", 2))
-    from reschrom.theory import num_levels
+    from reschrom.theory.resolution import num_levels
 
     max_levels = num_levels(res, k)
     M = int(train.get("num_levels", 2))
     if M > max_levels:
         raise ConfigError(f"config key 'training.num_levels': {M} levels need a resolution of at least {k ** (M - 1)}, data.resolution is {res}")
-    from reschrom.registry import trained_names
+    from reschrom.models.registry import trained_names
 
     models = config.get("models", {})
     up = config.get("upscale") or {}

@@ -1,4 +1,4 @@
-"""Reading and writing the pipeline's artifacts: Parquet tables, safetensors, PNGs.
+"""Reading and writing the pipeline's artifacts: Parquet tables, safetensors (models, image batches), PNGs.
 
 Every write is atomic (a temporary file beside the target, then ``os.replace``), so an
 interrupted job never leaves a half-written file under ``results/``. Every read names the
@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,3 +98,20 @@ def check_model_folder(folder: str | os.PathLike, subfolders: tuple[str, ...] = 
                     fh.get_slice(key)
         except Exception as e:
             raise CorruptFileError(f"corrupt weights file {f}: {str(e).splitlines()[0]}") from None
+
+
+def read_images(path: str | os.PathLike, key: str = "images", limit: int | None = None) -> np.ndarray:
+    """Images (N, C, H, W) from a safetensors file as float32 in the model range: uint8 is mapped
+    x/127.5 - 1, float stays as is (``reschrom.sampling.upscale.load_images`` as a tensor): NumPy only."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"samples/data file not found: {p}")
+    with safe_open(str(p), framework="np") as f:
+        if key not in f.keys():
+            raise KeyError(f"{p} has no tensor {key!r}; it has {', '.join(f.keys())}")
+        x = f.get_tensor(key)
+    if limit is not None:
+        x = x[:limit]
+    return x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)

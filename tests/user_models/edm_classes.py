@@ -8,7 +8,7 @@ D(x; σ) = μ_k + s²/(s²+σ²)(x − μ_k); the null class is N(mean of μ_k, 
 
 import torch
 
-from reschrom.denoisers import eps_from_x0_predictor
+from reschrom.models.contract import eps_from_x0_predictor
 
 NUM_CLASSES, RES, STD, NULL_STD, SIGMA_DATA = 10, 12, 0.1, 0.5, 0.5
 
@@ -50,7 +50,7 @@ class EDMClassNet(torch.nn.Module):
 
 
 class EDMClassModel:
-    """The object the factory returns: the denoiser contract of reschrom.denoisers."""
+    """The object the factory returns: the denoiser contract of reschrom.models.contract."""
 
     resolution, channels = RES, 1
     schedule = {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}

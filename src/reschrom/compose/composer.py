@@ -1,22 +1,8 @@
-"""Time-dependent prompt composing (paper §4.3, eq. 6 and 25).
-
-Composition of prompts c_1 … c_n with time-dependent weights (eq. 6):
-
-    ε̃(x, t) = ε(x, t) + s · Σ_i w_i(t) [ε(x, t; c_i) - ε(x, t)],
-
-s the pipeline's guidance scale. Weights are functions of ``t_frac = t / T`` (the paper's t/T,
-T = ``num_train_timesteps`` of the model's scheduler, t the timestep the denoiser receives):
-
-* :func:`heaviside_weights` — eq. 25: the "structure" prompt while t ≥ ηT, the "texture" prompt
-  afterwards (η = 1: texture alone, η = 0: structure alone);
-* :func:`linear_weights`, :func:`sigmoid_weights` — cross-fades of width ``width`` around ηT;
-* :func:`band_weights` — band-targeted: prompt i drives the levels S_i,
-  w_i(t) = Σ_{m∈S_i} r_m(t) with r the theoretical chromatography of the model's schedule
-  (eq. 18, 34–35).
+"""Time-dependent prompt composing (paper §4.3, eq. 6): the composer.
 
 :class:`PromptComposer` applies any of them to an unmodified diffusers CFG pipeline
 (``IFPipeline``, ``StableDiffusionPipeline`` with ε or v prediction, ``StableDiffusion3Pipeline``,
-the toy model, the oracle; through :class:`reschrom.adapters.PipelineAdapter`) without copying its
+the toy model, the oracle; through :class:`reschrom.models.adapters.PipelineAdapter`) without copying its
 loop: a forward pre-hook on the denoiser, keyed on the timestep it receives, rewrites the
 pipeline's batched [uncond, cond] call into [uncond, c_i for each *active* prompt] (weight
 ≠ 0 at this step; SD3's pooled embeddings are swapped alongside), and a forward hook folds the outputs back into [ε_u, ε_u + Σ_i w_i(ε_i - ε_u)],
@@ -30,202 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from reschrom.adapters import PipelineAdapter, PromptEmbeddings
-from reschrom.pairs import (  # noqa: F401  (re-exported)
-    COMPOSE_COLUMNS,
-    aggregate_compose,
-    eta_label,
-    expand_pairs,
-    find_pair,
-    pair_id,
-    pair_ids,
-    slugify,
-    sweep_etas,
-)
-
-WeightFn = Callable[[float], float]
-"""w_i(t_frac): a prompt's weight at ``t_frac = t / T`` (0 = data, 1 = noise)."""
-
-WEIGHTINGS = ("heaviside", "linear", "sigmoid", "bands")
-
-
-# --------------------------------------------------------------------------------------
-# weights
-# --------------------------------------------------------------------------------------
-
-
-def _check_eta(eta: float) -> float:
-    eta = float(eta)
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}")
-    return eta
-
-
-@dataclass(frozen=True)
-class Heaviside:
-    """One side of eq. 25's switch at ηT.
-
-    ``structure``: w = 1 while t ≥ ηT (H(0) = 1 on this side, so η = 0 covers every step,
-    t = 0 included), else 0; η = 1 never (t < T for every timestep). ``texture``: 1 - that.
-    """
-
-    eta: float
-    structure: bool
-
-    def __call__(self, t_frac: float) -> float:
-        on = self.eta < 1.0 and t_frac >= self.eta
-        return float(on == self.structure)
-
-
-def heaviside_weights(eta: float) -> list[WeightFn]:
-    """Eq. 25: [w_structure, w_texture] = [H(t ≥ ηT), 1 - H(t ≥ ηT)]."""
-    eta = _check_eta(eta)
-    return [Heaviside(eta, True), Heaviside(eta, False)]
-
-
-@dataclass(frozen=True)
-class LinearFade:
-    """w = clip((t_frac - η)/width + ½, 0, 1) for the structure prompt, 1 - w for texture."""
-
-    eta: float
-    width: float
-    structure: bool
-
-    def __call__(self, t_frac: float) -> float:
-        w = min(1.0, max(0.0, (t_frac - self.eta) / self.width + 0.5))
-        return w if self.structure else 1.0 - w
-
-
-@dataclass(frozen=True)
-class SigmoidFade:
-    """w = σ((t_frac - η)/width) for the structure prompt, 1 - w for texture."""
-
-    eta: float
-    width: float
-    structure: bool
-
-    def __call__(self, t_frac: float) -> float:
-        z = (t_frac - self.eta) / self.width
-        w = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-        return w if self.structure else 1.0 - w
-
-
-def linear_weights(eta: float, width: float = 0.2) -> list[WeightFn]:
-    """Linear cross-fade from structure to texture over [η - width/2, η + width/2]."""
-    eta = _check_eta(eta)
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
-    return [LinearFade(eta, width, True), LinearFade(eta, width, False)]
-
-
-def sigmoid_weights(eta: float, width: float = 0.05) -> list[WeightFn]:
-    """Sigmoid cross-fade from structure to texture centred on η (scale ``width``)."""
-    eta = _check_eta(eta)
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
-    return [SigmoidFade(eta, width, True), SigmoidFade(eta, width, False)]
-
-
-@dataclass(frozen=True)
-class BandWeight:
-    """w(t) = Σ_{m∈S} r_m(t): the share of the levels S in the signal generated at t (eq. 18).
-
-    ``t_frac`` (= t/T) of a discrete schedule (a diffusers ``alphas_cumprod`` table, T steps) is
-    mapped to the table's step t = t_frac·T, so step t is evaluated exactly; a continuous
-    schedule is evaluated at ``t_frac`` itself.
-    """
-
-    schedule: Any  # reschrom.schedules.Schedule
-    levels: tuple[int, ...]
-    num_levels: int
-    num_train_timesteps: int
-    kernel: int = 2
-
-    def __call__(self, t_frac: float) -> float:
-        from reschrom.schedules import DiscreteSchedule
-        from reschrom.theory import chromatography
-
-        s = t_frac
-        if isinstance(self.schedule, DiscreteSchedule):
-            s = float(self.schedule.t_frac_from_native(t_frac * self.num_train_timesteps))
-        r = chromatography(self.schedule, np.clip(s, 0.0, 1.0), self.num_levels, self.kernel)
-        return float(r[list(self.levels)].sum())
-
-
-def band_weights(
-    schedule: Any,
-    level_sets: Sequence[Sequence[int]],
-    num_levels: int,
-    num_train_timesteps: int = 1000,
-    kernel: int = 2,
-) -> list[WeightFn]:
-    """Band-targeted weights: prompt i drives levels S_i, w_i(t) = Σ_{m∈S_i} r_m(t).
-
-    ``schedule`` is a :class:`reschrom.schedules.Schedule` (e.g. ``schedule_from_diffusers`` of
-    the model's scheduler). Levels m = 0 (full resolution) … num_levels - 1 (1×1). Disjoint sets
-    covering every level give weights that sum to 1 at every t.
-    """
-    out = []
-    for s in level_sets:
-        lv = tuple(sorted({int(m) for m in s}))
-        if any(m < 0 or m >= num_levels for m in lv):
-            raise ValueError(f"levels {lv} out of range 0…{num_levels - 1}")
-        out.append(BandWeight(schedule, lv, int(num_levels), int(num_train_timesteps), kernel))
-    return out
-
-
-def split_levels(num_levels: int, first_fine_coarse: int) -> list[list[int]]:
-    """[coarse levels m ≥ first_fine_coarse, fine levels m < first_fine_coarse]: a structure /
-    texture split of the pyramid at level ``first_fine_coarse``."""
-    if not 0 <= first_fine_coarse <= num_levels:
-        raise ValueError(f"split level {first_fine_coarse} out of range 0…{num_levels}")
-    return [list(range(first_fine_coarse, num_levels)), list(range(first_fine_coarse))]
-
-
-def make_weights(
-    weighting: str,
-    eta: float,
-    width: float | None = None,
-    schedule: Any = None,
-    num_levels: int | None = None,
-    num_train_timesteps: int = 1000,
-    kernel: int = 2,
-) -> list[WeightFn]:
-    """[w_structure, w_texture] of a named weighting (``WEIGHTINGS``) at control parameter η.
-
-    For ``bands`` the split level is the level whose theoretical peak time is closest to η:
-    the structure prompt drives the levels that peak before (at larger t than) ηT.
-    """
-    if weighting == "heaviside":
-        return heaviside_weights(eta)
-    if weighting == "linear":
-        return linear_weights(eta, width if width is not None else 0.2)
-    if weighting == "sigmoid":
-        return sigmoid_weights(eta, width if width is not None else 0.05)
-    if weighting == "bands":
-        from reschrom.theory import peak_times
-
-        if schedule is None or num_levels is None:
-            raise ValueError("bands weighting needs the model's schedule and num_levels")
-        from reschrom.schedules import DiscreteSchedule
-
-        peaks = peak_times(schedule, num_levels, kernel)  # schedule t_frac, descending in m
-        if isinstance(schedule, DiscreteSchedule):
-            peaks = schedule.native_t(peaks) / num_train_timesteps  # as t/T
-        split = int(np.sum(peaks < _check_eta(eta)))  # fine levels peak after ηT
-        return band_weights(
-            schedule, split_levels(num_levels, split), num_levels, num_train_timesteps, kernel
-        )
-    raise ValueError(f"weighting {weighting!r} is unknown; allowed: {', '.join(WEIGHTINGS)}")
-
+from reschrom.compose.weights import WeightFn
+from reschrom.models.adapters import PipelineAdapter
+from reschrom.models.families import PromptEmbeddings
 
 # --------------------------------------------------------------------------------------
 # prompt encoding through the pipeline's own encoder
@@ -237,7 +37,7 @@ def encode_prompt(
 ) -> PromptEmbeddings:
     """(cond, uncond, pooled_cond, pooled_uncond) of one prompt by the pipeline's ``encode_prompt``.
 
-    Through :meth:`reschrom.adapters.PipelineAdapter.encode_prompt`: only the arguments the
+    Through :meth:`reschrom.models.adapters.PipelineAdapter.encode_prompt`: only the arguments the
     pipeline's signature accepts are passed (IF: ``clean_caption=False``; SD:
     ``do_classifier_free_guidance``; SD3: ``prompt_2 = prompt_3 = None``), so the embeddings are
     exactly those the pipeline computes for ``pipe(prompt=...)``. The pooled embeddings are
@@ -273,7 +73,7 @@ def _timestep_value(t: Any) -> float:
 class PromptComposer:
     """Eq. 6 with time-dependent weights on an unmodified diffusers CFG pipeline.
 
-    Works for every family of :class:`reschrom.adapters.PipelineAdapter` (IF, SD with ε or v
+    Works for every family of :class:`reschrom.models.adapters.PipelineAdapter` (IF, SD with ε or v
     prediction, SD3 flow matching, the oracle). ``prompts[i]`` is weighted by
     ``weights[i](t/T)`` (t the denoiser's timestep, T ``num_train_timesteps``: for flow matching
     t/T = σ); prompts whose |weight| ≤ ``prune_below`` at a step are not evaluated (a negative
@@ -454,7 +254,7 @@ class PromptComposer:
 
 
 
-def _to_chw(images: Any) -> torch.Tensor:
+def to_chw(images: Any) -> torch.Tensor:
     """Pipeline ``np`` output (B, H, W, C) in [0, 1] → float64 (B, C, H, W)."""
     if isinstance(images, torch.Tensor):
         x = images.double()
@@ -481,202 +281,3 @@ def load_png(path: str) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
-
-
-def model_schedule_table(pipe: Any, kernel: int = 2, n_t: int = 200) -> Any:
-    """The theory table (eq. 16, 18) of the model's own schedule at its denoiser's resolution."""
-    from reschrom.theory import theory_table
-
-    adapter = PipelineAdapter.for_pipeline(pipe)
-    return theory_table(adapter.schedule(name="model"), adapter.resolution, n_t, kernel)
-
-
-def _sweep_rows(
-    images: Mapping[float, torch.Tensor], model: str, pid: str, s: str, x: str, weighting: str, seed: int, kernel: int
-) -> list[dict[str, Any]]:
-    """Rows of :data:`COMPOSE_COLUMNS` for one pair: band energies (eq. 19) of each η image's
-    difference from the two references (η = 0: structure alone, η = 1: texture alone)."""
-    from reschrom.pyramid import band_energies
-    from reschrom.theory import level_resolutions
-
-    ref_s, ref_x = images[0.0], images[1.0]
-    res = level_resolutions(ref_s.shape[-1], kernel)
-    rows = []
-    for eta, img in images.items():
-        es = band_energies(img - ref_s, kernel)[0].numpy()
-        ex = band_energies(img - ref_x, kernel)[0].numpy()
-        for m in range(len(es)):
-            rows.append(
-                {
-                    "model": model,
-                    "pair_id": pid,
-                    "structure": s,
-                    "texture": x,
-                    "weighting": weighting,
-                    "eta": float(eta),
-                    "seed": int(seed),
-                    "m": m,
-                    "resolution": int(res[m]),
-                    "energy_vs_structure": float(es[m]),
-                    "energy_vs_texture": float(ex[m]),
-                    "share_vs_structure": float(es[m] / es.sum()) if es.sum() > 0 else 0.0,
-                    "share_vs_texture": float(ex[m] / ex.sum()) if ex.sum() > 0 else 0.0,
-                }
-            )
-    return rows
-
-
-def compose_sweep(
-    pipe: Any,
-    pairs: Sequence[Mapping[str, str]],
-    etas: Sequence[float],
-    out_dir: str,
-    *,
-    model: str,
-    seed: int = 0,
-    guidance_scale: float = 7.5,
-    num_inference_steps: int = 50,
-    weighting: str = "heaviside",
-    width: float | None = None,
-    kernel: int = 2,
-    device: torch.device | str | None = None,
-    call_kwargs: Mapping[str, Any] | None = None,
-) -> Any:
-    """Render every pair at every η of :func:`sweep_etas` with one seed; return the metrics.
-
-    Images go to ``{out_dir}/{pair_id}/eta_{η}.png``; every η of one pair starts from the same
-    initial noise (a generator seeded ``seed`` on ``device``). Returns the DataFrame of
-    :data:`COMPOSE_COLUMNS` (rows for the configured η and the references 0 and 1).
-    """
-    import os
-
-    import pandas as pd
-
-    from reschrom.theory import num_levels
-
-    dev = torch.device(device) if device is not None else pipe._execution_device
-    T = int(pipe.scheduler.config.get("num_train_timesteps", 1000))
-    adapter = PipelineAdapter.for_pipeline(pipe)
-    M = num_levels(adapter.resolution, kernel)
-    schedule = adapter.schedule(name=model) if weighting == "bands" else None
-    extra = dict(call_kwargs or {})
-    rows = []
-    for pair in pairs:
-        s, x = str(pair["structure"]), str(pair["texture"])
-        pid = pair_id(s, x)
-        images: dict[float, torch.Tensor] = {}
-        for eta in sweep_etas(etas):
-            w = make_weights(weighting, eta, width, schedule, M, T, kernel)
-            composer = PromptComposer(pipe, [s, x], w, device=dev)
-            gen = torch.Generator(device=dev).manual_seed(int(seed))
-            out = composer(
-                generator=gen,
-                guidance_scale=guidance_scale,
-                num_inference_steps=num_inference_steps,
-                output_type="np",
-                **extra,
-            )
-            img = _to_chw(out.images)[:1]
-            images[eta] = img
-            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
-        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
-    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
-
-
-# --------------------------------------------------------------------------------------
-# config glue: models and prompt pairs
-# --------------------------------------------------------------------------------------
-
-
-def compose_sweep_denoiser(
-    den: Any,
-    pairs: Sequence[Mapping[str, str]],
-    etas: Sequence[float],
-    out_dir: str,
-    *,
-    model: str,
-    seed: int = 0,
-    guidance_scale: float = 7.5,
-    num_inference_steps: int = 50,
-    weighting: str = "heaviside",
-    width: float | None = None,
-    kernel: int = 2,
-) -> Any:
-    """:func:`compose_sweep` for a denoiser model (``kind: module``, the flow-matching toy):
-    the project's DDIM (eq. 4) with eq. 6's time-dependent weights, evaluating only the
-    active prompts at each step. ``t_frac`` of the weights is the schedule's time fraction.
-    Images are the model's x0 mapped from [-1, 1] to [0, 1]."""
-    import os
-
-    import pandas as pd
-
-    from reschrom.denoisers import initial_noise, sample_cfg
-    from reschrom.theory import num_levels
-
-    M = num_levels(int(den.resolution), kernel)
-    rows = []
-    for pair in pairs:
-        s, x = str(pair["structure"]), str(pair["texture"])
-        pid = pair_id(s, x)
-        conds = [den.encode([s]), den.encode([x])]
-        uncond = den.null_condition(1)
-        images: dict[float, torch.Tensor] = {}
-        for eta in sweep_etas(etas):
-            w = make_weights(weighting, eta, width, den.schedule, M, 1, kernel)
-            x_T = initial_noise(den, 1, int(seed), den.device)
-            x0 = sample_cfg(
-                den, conds, uncond, weights=w, guidance_scale=float(guidance_scale),
-                num_inference_steps=int(num_inference_steps), x_T=x_T,
-            )
-            img = ((x0.double().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
-            images[eta] = img
-            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
-        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
-    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
-
-
-def run_compose_pair(
-    model_spec: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    pair: Mapping[str, str],
-    *,
-    model: str,
-    etas: Sequence[float],
-    out_dir: str,
-    metrics_out: str,
-    theory_out: str,
-    seed: int = 0,
-    weighting: str = "heaviside",
-    width: float | None = None,
-    kernel: int = 2,
-    device: str = "auto",
-) -> None:
-    """Rule glue for one pair of registry model ``model_spec`` with the stage ``settings``:
-    images ``{out_dir}/eta_{η}.png``, its metrics and the model's theoretical chromatography
-    (the strip of Fig. 7)."""
-    import os
-    import shutil
-    import tempfile
-
-    from reschrom.io import write_parquet
-    from reschrom.registry import is_denoiser_model, load_model
-    from reschrom.theory import theory_table
-
-    net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
-    pid = pair_id(pair["structure"], pair["texture"])
-    common = dict(
-        model=model, seed=seed, guidance_scale=float(settings["guidance_scale"]),
-        num_inference_steps=int(settings["num_inference_steps"]), weighting=weighting, width=width, kernel=kernel,
-    )
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_dir)) or ".") as tmp:
-        if is_denoiser_model(model_spec):
-            df = compose_sweep_denoiser(net, [pair], etas, tmp, **common)
-            table = theory_table(net.schedule, int(net.resolution), 200, kernel)
-        else:
-            df = compose_sweep(net, [pair], etas, tmp, **common)
-            table = model_schedule_table(net, kernel)
-        os.makedirs(out_dir, exist_ok=True)
-        for name in os.listdir(os.path.join(tmp, pid)):
-            shutil.move(os.path.join(tmp, pid, name), os.path.join(out_dir, name))
-    write_parquet(table, theory_out)
-    write_parquet(df, metrics_out)

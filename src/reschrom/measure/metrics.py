@@ -4,10 +4,10 @@ All metrics compare a batch of samples x (N, C, R, R) with data y (N', C, R, R),
 model range [-1, 1]. Samples arrive *unclamped*: the fraction of pixels with |x| ≥ 1 is
 measured first (:func:`clip_fraction`), then x is clamped to [-1, 1] like a saved image.
 
-- RAPSD (``reschrom.spectra.rapsd``) averaged over samples, and its log-spectral distance to
+- RAPSD (``reschrom.theory.spectra.rapsd``) averaged over samples, and its log-spectral distance to
   the data's (dB, RMS over frequencies k ≥ 1);
 - band energy ratio per level m: E‖g^(m)‖² of samples over that of data, g^(m) the bands of
-  eq. 19 (``reschrom.pyramid.band_energies``): 1 is right, > 1 excess, < 1 missing energy;
+  eq. 19 (``reschrom.theory.pyramid.band_energies``): 1 is right, > 1 excess, < 1 missing energy;
 - residual noise: the high-frequency excess, E‖g^(0)‖² + E‖g^(1)‖² of samples over that of the
   data, minus 1: the two finest bands, i.e. the residual model's own band (m = 0) and the
   finest band of a half-resolution model (m = 1), where a low-res model that is asked at the
@@ -16,18 +16,20 @@ measured first (:func:`clip_fraction`), then x is clamped to [-1, 1] like a save
   resolution (``diversity``, which leftover noise inflates) and of the 4×4 average-pooled images
   (``diversity_coarse``: do the samples' layouts and colours differ as much as the data's, or
   converge to similar outcomes?);
-- pixel mean and std (over all samples, channels and pixels) and their data counterparts.
+- pixel mean and std (over all samples, channels and pixels) and their data counterparts;
+- caption accuracy (:func:`caption_accuracy`, shapes dataset): does a text model draw the colour and
+  shape its caption names (the detector of :func:`reschrom.data.shapes.classify_shapes`)?
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 
-from reschrom import pyramid, spectra
+from reschrom.theory import pyramid, spectra
 
 CLIP_TOLERANCE = 1e-4
 """|x| ≥ 1 - CLIP_TOLERANCE counts as clipped: thresholded pixels land on ±1 up to rounding."""
@@ -134,13 +136,26 @@ def write_upscale_metrics(
 
     if threads:
         torch.set_num_threads(int(threads))
-    from reschrom.upscale import load_images
+    from reschrom.io import read_images
 
-    data = load_images(data_path, limit=max_data)
-    samples = {v: load_images(p) for v, p in sample_paths.items()}
+    data = torch.from_numpy(read_images(data_path, limit=max_data))
+    samples = {v: torch.from_numpy(read_images(p)) for v, p in sample_paths.items()}
     for v, x in samples.items():
         if x.shape[1:] != data.shape[1:]:
             raise ValueError(f"variant {v}: samples are {tuple(x.shape[1:])}, data {tuple(data.shape[1:])}")
     metrics, spec = metrics_tables(samples, data, kernel)
     write_parquet(metrics, out_metrics)
     write_parquet(spec, out_spectra)
+
+
+def caption_accuracy(images: torch.Tensor, prompts: Sequence[str]) -> pd.DataFrame:
+    """Per prompt: the (colour, shape) the detector sees against the caption's words."""
+    from reschrom.data.shapes import caption_factors, classify_shapes
+
+    colours, shapes = classify_shapes(images)
+    rows = []
+    for p, c, s in zip(prompts, colours, shapes):
+        wc, ws = caption_factors(p)
+        rows.append({"prompt": p, "colour": wc, "shape": ws, "detected_colour": c, "detected_shape": s,
+                     "colour_ok": c == wc, "shape_ok": s == ws})
+    return pd.DataFrame(rows)

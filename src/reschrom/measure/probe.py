@@ -1,10 +1,10 @@
 """Per-step capture of the classifier-free-guidance term of any diffusers CFG pipeline.
 
 :class:`GuidanceProbe` attaches a forward hook to a pipeline's denoiser (``pipe.unet`` or
-``pipe.transformer``, through :class:`reschrom.adapters.PipelineAdapter`) and leaves the
+``pipe.transformer``, through :class:`reschrom.models.adapters.PipelineAdapter`) and leaves the
 pipeline's own loop untouched. Diffusers' CFG pipelines (``IFPipeline``,
 ``StableDiffusionPipeline``, ``StableDiffusion3Pipeline`` and
-:class:`reschrom.oracle.OraclePipeline`) call the denoiser once per step on the batch
+:class:`reschrom.models.oracle.OraclePipeline`) call the denoiser once per step on the batch
 ``torch.cat([x] * 2)`` with ``torch.cat([negative, prompt])`` embeddings, and split its output
 with ``chunk(2)`` into (unconditional, conditional). The probe does the same split, converts
 both halves to ε in the VP convention of eq. 1 (IF: the first C of 2C channels; v and flow
@@ -24,7 +24,7 @@ once. The hook returns nothing, so the pipeline's output is bitwise unchanged.
 Where the CFG term is zero (a prompt naming nothing the model tells apart; the oracle once its
 concept posterior has chosen), r̃ of eq. 19 is undefined: :meth:`ProbeResult.defined` marks
 those (step, sample) rows, :meth:`ProbeResult.relative` warns with their count
-(:class:`~reschrom.chromatography.UndefinedStepsWarning`) and the dump's ``defined`` column
+(:class:`~reschrom.measure.guidance.UndefinedStepsWarning`) and the dump's ``defined`` column
 says it row by row.
 """
 
@@ -39,16 +39,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reschrom import pyramid, theory
-from reschrom.adapters import PipelineAdapter
-from reschrom.chromatography import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning, warn_undefined
+from reschrom.measure.guidance import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning, warn_undefined
+from reschrom.models.adapters import PipelineAdapter
+from reschrom.theory import pyramid
+from reschrom.theory import resolution as theory
 
 __all__ = [
     "ENERGY_KINDS",
-    "GUIDANCE_COLUMNS",
     "GuidanceProbe",
     "ProbeResult",
-    "UndefinedStepsWarning",
     "guidance_frame",
     "save_tensors",
 ]
@@ -129,7 +128,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             pipe(prompt, guidance_scale=7.0, ...)
         res = probe.result()
 
-    ``pipe`` is the pipeline or its :class:`~reschrom.adapters.PipelineAdapter`. ``kernel`` is
+    ``pipe`` is the pipeline or its :class:`~reschrom.models.adapters.PipelineAdapter`. ``kernel`` is
     the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps copies of x_t, ε_uncond and
     ε_cond in ``tensor_dtype`` (float16 by default, for :func:`save_tensors`). The denoiser must
     be called with a CFG batch [uncond, cond] (guidance scale > 1); an odd batch raises.

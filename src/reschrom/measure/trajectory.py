@@ -9,11 +9,11 @@ computes the posterior mean by eq. 7,
 unclipped and unthresholded (IF's scheduler thresholds its own ``pred_original_sample``; the
 paper's x̂0 = E[x0|x_t] is not). ``v_prediction`` and ``sample`` models are converted to x̂0 the
 same way, flow-matching models (SD3) give x̂0 = x_flow − σ·u; all through
-:class:`reschrom.adapters.PipelineAdapter`. IF's learned-variance channels (the last C of 2C)
+:class:`reschrom.models.adapters.PipelineAdapter`. IF's learned-variance channels (the last C of 2C)
 are dropped.
 
 :func:`x0_spectra` runs N samples through a pipeline and averages, per step, the RAPSD
-(``reschrom.spectra.rapsd``) of the change x̂0(t_k) - x̂0(t_{k-1}) between consecutive steps:
+(``reschrom.theory.spectra.rapsd``) of the change x̂0(t_k) - x̂0(t_{k-1}) between consecutive steps:
 coarse-to-fine generation shows as power moving from low to high frequencies as t → 0.
 For latent models (Stable Diffusion) x̂0 and its spectrum live in latent space; the snapshots
 are decoded by the VAE.
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reschrom.spectra import rapsd
+from reschrom.theory.spectra import rapsd
 
 SPECTRA_COLUMNS = ["model", "step", "t", "t_frac", "k", "power", "n_samples"]
 """The contract of ``results/spectra/{model}.parquet``: one row per (step, frequency k)."""
@@ -43,8 +43,8 @@ def posterior_mean(
     x_t: torch.Tensor, model_output: torch.Tensor, alpha_bar: float, prediction_type: str = "epsilon"
 ) -> torch.Tensor:
     """x̂0 = E[x0|x_t] from a model output (eq. 7 for ε; v and sample predictions converted):
-    ``reschrom.levels.posterior_mean`` at the scalar ``alpha_bar``."""
-    from reschrom.levels import posterior_mean as _posterior_mean
+    ``reschrom.theory.levels.posterior_mean`` at the scalar ``alpha_bar``."""
+    from reschrom.theory.levels import posterior_mean as _posterior_mean
 
     return _posterior_mean(x_t, model_output, float(alpha_bar), prediction_type)
 
@@ -66,14 +66,14 @@ class X0Capture:
 def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[X0Capture]:
     """Record x̂0 at every ``pipe.scheduler.step`` call inside the block.
 
-    Through :class:`reschrom.adapters.PipelineAdapter`: eq. 7 for DDPM-family schedulers
+    Through :class:`reschrom.models.adapters.PipelineAdapter`: eq. 7 for DDPM-family schedulers
     (ε, v and x0 predictions converted; IF's variance channels dropped), x̂0 = x_flow − σ·u for
     flow matching (``FlowMatchEulerDiscreteScheduler.step(u, σ·T, x_flow)``). ``on_step(t,
     x_t, x0)`` is called per step if given; ``keep`` stores x_t and x̂0 (float32, on their
     device) in the returned :class:`X0Capture`. The scheduler's ``step`` is restored on exit;
     the pipeline's outputs are unchanged.
     """
-    from reschrom.adapters import PipelineAdapter
+    from reschrom.models.adapters import PipelineAdapter
 
     adapter = PipelineAdapter.for_pipeline(pipe)
     sched = pipe.scheduler
@@ -269,7 +269,7 @@ def x0_spectra_denoiser(
     """:func:`x0_spectra` for a denoiser model (``kind: module``, the flow-matching toy), sampled
     with the project's DDIM (eq. 4) and CFG (eq. 5): x̂0 (eq. 7) of the guided ε at each step.
     ``timesteps`` are the schedule's native times (σ for EDM and flow matching)."""
-    from reschrom.denoisers import initial_noise, sample_cfg
+    from reschrom.sampling.cfg import model_noise, sample_cfg
 
     if n_samples < 1 or batch_size < 1:
         raise ValueError("n_samples and batch_size must be ≥ 1")
@@ -294,7 +294,7 @@ def x0_spectra_denoiser(
                 state["x"].append(x_t[0].float().cpu())
                 state["x0"].append(x0[0].cpu())
 
-        x_T = initial_noise(den, n, seed + b, den.device)
+        x_T = model_noise(den, n, seed + b, den.device)
         sample_cfg(
             den, [den.encode(batch_prompts)], den.null_condition(n), guidance_scale=float(guidance_scale),
             num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
@@ -340,7 +340,7 @@ def run_spectra(
     :func:`x0_spectra_denoiser`) with the stage ``settings``, write the table
     (:data:`SPECTRA_COLUMNS`) and the snapshots."""
     from reschrom.io import write_parquet
-    from reschrom.registry import is_denoiser_model, load_model
+    from reschrom.models.registry import is_denoiser_model, load_model
 
     net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
     prompts = list(settings["prompts"])

@@ -10,7 +10,7 @@ on a cluster:
   ``T5EncoderModel`` + a word-level tokenizer built with the ``tokenizers`` package;
 - its rectified-flow twin (``objective: flow_matching``) as the same components plus a
   ``FlowMatchEulerDiscreteScheduler``, each saved with ``save_pretrained`` into its subfolder
-  and loaded by :class:`reschrom.flow.FlowTextToImage` (no ``model_index.json``: diffusers has
+  and loaded by :class:`reschrom.models.flow.FlowTextToImage` (no ``model_index.json``: diffusers has
   no pixel-space flow pipeline to load it).
 
 No class here is written by hand; this module only maps config blocks to constructors.
@@ -211,7 +211,7 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
     ``cfg`` is the ``models.t2i`` block (UNet sizes and a ``text_encoder`` block). The UNet has
     IF's 6 output channels (:func:`build_cond_unet`); only the first 3 (ε) are trained, and with
     ``variance_type="fixed_small"`` IFPipeline discards the rest. With ``precondition:
-    flow_velocity`` in ``cfg`` the UNet is a :class:`reschrom.precondition.PreconditionedUNet2DConditionModel`
+    flow_velocity`` in ``cfg`` the UNet is a :class:`reschrom.models.precondition.PreconditionedUNet2DConditionModel`
     (it learns the flow velocity and answers ε over the scheduler's ᾱ_t). The safety checker,
     feature extractor and watermarker are left out (``requires_safety_checker=False``).
     """
@@ -221,7 +221,7 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
     size = int(sample_size or cfg.get("sample_size", 16))
     sched = scheduler if scheduler is not None else DDPMScheduler(variance_type="fixed_small")
     if cfg.get("precondition"):
-        from reschrom.precondition import PreconditionedUNet2DConditionModel
+        from reschrom.models.precondition import PreconditionedUNet2DConditionModel
 
         unet = build_cond_unet(cfg, size, enc.config.d_model, cls=PreconditionedUNet2DConditionModel)
         unet.set_precondition(str(cfg["precondition"]), sched.config)
@@ -240,12 +240,12 @@ def build_t2i_pipeline(tokenizer: Any, cfg: Mapping[str, Any], scheduler: Any | 
 
 
 def build_flow_t2i(tokenizer: Any, cfg: Mapping[str, Any], sample_size: int | None = None) -> Any:
-    """A from-scratch rectified-flow text-to-image model (:class:`reschrom.flow.FlowTextToImage`):
+    """A from-scratch rectified-flow text-to-image model (:class:`reschrom.models.flow.FlowTextToImage`):
     the ``t2i`` architecture (tiny T5 + conditional UNet, ``out_channels=3``: the velocity) and a
     ``FlowMatchEulerDiscreteScheduler(shift=cfg["shift"])`` (default shift 1.0)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from reschrom.flow import FlowTextToImage
+    from reschrom.models.flow import FlowTextToImage
 
     enc = build_text_encoder(cfg, len(tokenizer))
     size = int(sample_size or cfg.get("sample_size", 16))
@@ -254,13 +254,13 @@ def build_flow_t2i(tokenizer: Any, cfg: Mapping[str, Any], sample_size: int | No
     return FlowTextToImage(unet, enc, tokenizer, sched)
 
 
-def load_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
-    """Load a saved model folder in float32 with :func:`reschrom.pipelines.load_pipeline`
+def load_trained_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
+    """Load a saved model folder in float32 with :func:`reschrom.models.pipelines.load_pipeline`
     (``DiffusionPipeline.from_pretrained``) onto ``device``.
 
     Raises ``FileNotFoundError`` naming the folder when it has no ``model_index.json``.
     """
-    from reschrom.pipelines import load_pipeline as _load
+    from reschrom.models.pipelines import load_pipeline as _load
 
     p = os.fspath(folder)
     if not os.path.isfile(os.path.join(p, "model_index.json")):

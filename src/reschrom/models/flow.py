@@ -19,9 +19,9 @@ has no pixel-space flow pipeline that would load it correctly, so
 ``DiffusionPipeline.from_pretrained`` refuses the folder instead of misloading it.
 
 :class:`FlowTextToImage` loads such a folder and satisfies the project's denoiser contract
-(``reschrom.denoisers``): ``resolution``, ``channels``, ``schedule``, ``encode``,
+(``reschrom.models.contract``): ``resolution``, ``channels``, ``schedule``, ``encode``,
 ``null_condition`` and ``eps(x_t, ᾱ, cond)`` in the VP convention of eq. 1, converted from the
-velocity by ``reschrom.denoisers.eps_from_flow_velocity``.
+velocity by ``reschrom.models.contract.eps_from_flow_velocity``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from reschrom.denoisers import eps_from_flow_velocity
+from reschrom.models.contract import eps_from_flow_velocity
 
 MODEL_FILE = "reschrom_model.json"
 """The file that marks a project model folder (written instead of ``model_index.json``)."""
@@ -97,7 +97,7 @@ class FlowTextToImage:
     """A rectified-flow text-to-image model: UNet velocity u(x_flow, σ·1000, c), T5 text encoder,
     tokenizer and a ``FlowMatchEulerDiscreteScheduler`` carrying the time shift.
 
-    Denoiser contract (``reschrom.denoisers``): ``resolution``, ``channels``, ``schedule``
+    Denoiser contract (``reschrom.models.contract``): ``resolution``, ``channels``, ``schedule``
     (``{"type": "flow_matching", "shift": s}``), ``encode(prompts)``, ``null_condition(batch)``,
     ``eps(x_t, alpha_bar, cond)``. Also ``velocity(x_flow, sigma, cond)``, ``to``,
     ``save_pretrained`` and ``from_pretrained``.
@@ -200,7 +200,7 @@ class FlowTextToImage:
         from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
         from reschrom.io import check_model_folder
-        from reschrom.pipelines import resolve_device, resolve_dtype
+        from reschrom.models.pipelines import resolve_device, resolve_dtype
 
         root = Path(folder)
         check_model_folder(root, COMPONENTS)

@@ -24,7 +24,7 @@ it names (w_k = 1 for named concepts, 0 otherwise; a prompt naming none is uncon
 (``forward(sample, timestep, encoder_hidden_states) -> .sample``), where the "text embedding"
 is the concept-weight vector (B, 1, K); :class:`OraclePipeline` is a ``DiffusionPipeline``
 doing CFG exactly like ``IFPipeline`` (one batched [uncond, cond] call per step, a diffusers
-scheduler's ``step``), so :mod:`reschrom.probe` and the composing code run on it unchanged.
+scheduler's ``step``), so :mod:`reschrom.measure.probe` and the composing code run on it unchanged.
 Everything is float64 inside; it runs at any resolution in seconds on a CPU.
 """
 
@@ -42,7 +42,7 @@ from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
-from reschrom.levels import x0_from_eps
+from reschrom.theory.levels import x0_from_eps
 
 # --------------------------------------------------------------------------------------
 # concepts

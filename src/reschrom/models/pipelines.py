@@ -8,7 +8,7 @@ The project writes no model, scheduler or pipeline by hand (DESIGN.md, Architect
 * :data:`IF_SCHEDULER_CONFIG`, :data:`SD_SCHEDULER_CONFIG` — the schedulers of DeepFloyd IF
   stage I and Stable Diffusion 1.5.
 
-The library's one tokenizer builder is :func:`reschrom.models.build_word_tokenizer`; tiny
+The library's one tokenizer builder is :func:`reschrom.models.builders.build_word_tokenizer`; tiny
 random-weight pipelines of every family (for tests and benchmarks) live in ``tests/builders.py``.
 Nothing here touches the network except :func:`load_pipeline` given a hub id.
 """
@@ -84,7 +84,7 @@ def load_pipeline(
     access. For float16 on a hub id the ``fp16`` variant is requested when it exists.
     IF's safety checker and watermarker are dropped (``None``): the probe studies the denoiser,
     and they would download extra weights. A folder whose UNet is a
-    :class:`reschrom.precondition.PreconditionedUNet2DConditionModel` imports that module first.
+    :class:`reschrom.models.precondition.PreconditionedUNet2DConditionModel` imports that module first.
     Extra ``kwargs`` go to ``from_pretrained``.
     """
     from diffusers import DiffusionPipeline
@@ -106,8 +106,8 @@ def load_pipeline(
         # checker) must be passed as None again, or from_pretrained looks for them
         index = json.loads((Path(path) / "model_index.json").read_text())
         kw.update({k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]})
-        if any(isinstance(v, list) and v[:1] == ["reschrom.precondition"] for v in index.values()):
-            import reschrom.precondition  # noqa: F401  (diffusers loads a custom class only from an imported module)
+        if any(isinstance(v, list) and v[:1] == ["reschrom.models.precondition"] for v in index.values()):
+            import reschrom.models.precondition  # noqa: F401  (diffusers loads a custom class only from an imported module)
     if not local and "IF-" in path:
         kw.update(safety_checker=None, watermarker=None, feature_extractor=None)
         if dt == torch.float16:

@@ -7,7 +7,7 @@ of the VP ε-predictor of eq. 1. With x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε an
     σ_t = √(1−ᾱ_t) / (√ᾱ_t + √(1−ᾱ_t)),   x_flow = x_t / (√ᾱ_t + √(1−ᾱ_t)) = (1−σ_t)·x0 + σ_t·ε,
 
 the ε of the same sample is ε = x_flow + (1−σ_t)·u with the rectified-flow velocity u = ε − x0
-(:mod:`reschrom.flow`). The model is
+(:mod:`reschrom.models.flow`). The model is
 
     ε_θ(x_t, t, c) = c_skip(t)·x_t + c_out(t)·F_θ(x_t, t, c),
     c_skip(t) = 1 / (√ᾱ_t + √(1−ᾱ_t)),   c_out(t) = √ᾱ_t / (√ᾱ_t + √(1−ᾱ_t)),
@@ -25,8 +25,8 @@ default run's budget (shape accuracy 0.31–0.42), one whose output is u does (0
 :class:`PreconditionedUNet2DConditionModel` stores the preconditioning in its config
 (``reschrom_precondition``: the type and the DDPM scheduler config that gives ᾱ_t), so a saved
 pipeline reloads with ``DiffusionPipeline.from_pretrained`` once this module is imported
-(:func:`reschrom.pipelines.load_pipeline` imports it). ``model_index.json`` names the class as
-``["reschrom.precondition", "PreconditionedUNet2DConditionModel"]``.
+(:func:`reschrom.models.pipelines.load_pipeline` imports it). ``model_index.json`` names the class as
+``["reschrom.models.precondition", "PreconditionedUNet2DConditionModel"]``.
 """
 
 from __future__ import annotations

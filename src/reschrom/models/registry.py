@@ -11,7 +11,7 @@ Kinds (docs/DESIGN.md, "Models have one home"):
 * ``module`` — a user's own network: ``path`` (a folder put on ``sys.path``) and
   ``factory: "module:function"``, called as ``factory(device=..., dtype=...)`` (plus ``path=``
   the folder when it has a ``path`` parameter), with ``path`` as the working directory, and
-  returning an object of the denoiser contract of :mod:`reschrom.denoisers`.
+  returning an object of the denoiser contract of :mod:`reschrom.models.contract`.
 
 Stages (``chromatography``, ``compose``, ``spectra``, ``upscale``) name their models and hold
 only stage settings: ``<stage>.{measure|run}: [names]``, stage-wide settings, and
@@ -160,7 +160,7 @@ def is_denoiser_model(spec: Mapping[str, Any]) -> bool:
 def check_registry(config: Mapping[str, Any]) -> None:
     """DAG-time checks: stage names exist, entries are complete for their kind, module
     factories are importable (statically: no user code runs). Raises :class:`RegistryError`."""
-    from reschrom.denoisers import ModelContractError, check_module_spec
+    from reschrom.models.module import ModelContractError, check_module_spec
 
     models = config.get("models") or {}
     for name, e in models.items():
@@ -246,7 +246,7 @@ def load_model(
     sampler: str = "default",
 ) -> Any:
     """The one loader: a diffusers pipeline (kinds pipeline, oracle, trained ε text-to-image) or
-    a :class:`reschrom.denoisers.ModuleModel` (kind module, trained flow-matching text-to-image).
+    a :class:`reschrom.models.module.ModuleModel` (kind module, trained flow-matching text-to-image).
 
     ``resolution`` sets the oracle's resolution; ``sampler`` (``default``/``ddpm``/``ddim``)
     swaps a pipeline's scheduler for that class built from its own config (the oracle's default
@@ -254,7 +254,7 @@ def load_model(
     """
     import torch
 
-    from reschrom.pipelines import load_pipeline, resolve_device, resolve_dtype
+    from reschrom.models.pipelines import load_pipeline, resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     kind = spec["kind"]
@@ -262,17 +262,17 @@ def load_model(
     if sampler not in SAMPLERS:
         raise RegistryError(f"model {name!r}: sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
     if kind == "module":
-        from reschrom.denoisers import load_module_model
+        from reschrom.models.module import load_module_model
 
         return load_module_model(name, spec, dev, resolve_dtype(spec.get("dtype", "float32"), dev))
     if kind == "trained" and spec.get("objective") == "flow_matching":
-        from reschrom.denoisers import ModuleModel
-        from reschrom.flow import load_flow_t2i
+        from reschrom.models.flow import load_flow_t2i
+        from reschrom.models.module import ModuleModel
 
         obj = load_flow_t2i(spec["path"], device=dev, dtype=torch.float32)
-        return ModuleModel.from_object(name, obj, factory="reschrom.flow:load_flow_t2i", device=dev, dtype=torch.float32)
+        return ModuleModel.from_object(name, obj, factory="reschrom.models.flow:load_flow_t2i", device=dev, dtype=torch.float32)
     if kind == "oracle":
-        from reschrom.oracle import build_oracle_pipeline
+        from reschrom.models.oracle import build_oracle_pipeline
 
         sched = {"beta_schedule": spec["beta_schedule"]} if "beta_schedule" in spec else None
         return build_oracle_pipeline(

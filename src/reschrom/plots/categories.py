@@ -1,6 +1,6 @@
 """Figure of the measured chromatography per prompt category (paper §4.1, Fig. 4 and 8 by category).
 
-Reads ``results/chromatography/{model}_categories.parquet`` (:func:`reschrom.chromatography.category_table`)
+Reads ``results/chromatography/{model}_categories.parquet`` (:func:`reschrom.measure.aggregate.category_table`)
 and draws one row of heatmaps per category: the measured r̃_m(t) of CFG (eq. 19, mean over the
 category's prompts), its difference from the theory r_m(t) (eq. 18) and the width of its 95 %
 bootstrap interval over prompts. Plain matplotlib on the Agg backend in constrained layout, like
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, figure_text, level_label
+from reschrom.plots.common import LAYOUT, figure_text, level_label
 
 
 def _matrix(df: pd.DataFrame, value: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,9 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reschrom.chromatography import _read_dump, prompt_chromatography
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, chromatography_heatmap, figure_text
+from reschrom.measure.aggregate import prompt_chromatography
+from reschrom.measure.guidance import read_dump as _read_dump
+from reschrom.plots.common import LAYOUT, chromatography_heatmap, figure_text
 
 
 def _norm_strip(ax, chrom, title: str = "") -> None:

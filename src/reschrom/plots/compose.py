@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from reschrom.compose.pairs import eta_label
 from reschrom.io import read_parquet, save_figure
-from reschrom.pairs import eta_label
-from reschrom.plots import LAYOUT, chromatography_heatmap, figure_text, level_label, wrap
+from reschrom.plots.common import LAYOUT, chromatography_heatmap, figure_text, level_label, wrap
 
 
 def load_png(path: str | os.PathLike) -> np.ndarray:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, chromatography_heatmap, level_label
+from reschrom.plots.common import LAYOUT, chromatography_heatmap, level_label
 
 
 def plot_design(table: str | os.PathLike, shares: str | os.PathLike, out: str | os.PathLike, dpi: int = 110) -> None:

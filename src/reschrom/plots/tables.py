@@ -91,7 +91,7 @@ def level_header(resolution: int) -> str:
 
 def upscale_table_html(metrics: pd.DataFrame, dataset: str = "") -> str:
     """One row per variant: log-spectral distance, residual noise, diversity, clipping, band
-    energy ratios per level and the pixel statistics (``reschrom.metrics``); the variant with
+    energy ratios per level and the pixel statistics (``reschrom.measure.metrics``); the variant with
     the smallest log-spectral distance in bold."""
     levels = sorted(int(m.group(1)) for c in metrics for m in [re.fullmatch(r"energy_ratio_m(\d+)", c)] if m)
     cols = [

@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT, wrap
+from reschrom.plots.common import LAYOUT, wrap
 
 FLOW_MODEL_FILE, FLOW_CLASS_NAME = "reschrom_model.json", "FlowTextToImage"
-"""``reschrom.flow.MODEL_FILE`` / ``CLASS_NAME`` (read here without importing torch)."""
+"""``reschrom.models.flow.MODEL_FILE`` / ``CLASS_NAME`` (read here without importing torch)."""
 
 
 def _is_flow_folder(folder: str | os.PathLike) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import matplotlib
 
@@ -19,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from reschrom.io import read_parquet, save_figure
-from reschrom.plots import LAYOUT
+from reschrom.io import read_images, read_parquet, save_figure
+from reschrom.plots.common import LAYOUT
 
 ROW_LABELS = {
     "nearest": "low-res samples\n(nearest ×2)",
@@ -33,23 +32,6 @@ ROW_LABELS = {
     "data": "held-out data",
 }
 """The row label of each upscaling variant (Fig. 6)."""
-
-
-def load_images_np(path: str | os.PathLike, key: str = "images", limit: int | None = None) -> np.ndarray:
-    """Images (N, C, H, W) from a safetensors file as float32 in the model range: uint8 is mapped
-    x/127.5 - 1, float stays as is (as ``reschrom.upscale.load_images``, without torch)."""
-    from safetensors import safe_open
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"samples/data file not found: {p}")
-    with safe_open(str(p), framework="np") as f:
-        if key not in f.keys():
-            raise KeyError(f"{p} has no tensor {key!r}; it has {', '.join(f.keys())}")
-        x = f.get_tensor(key)
-    if limit is not None:
-        x = x[:limit]
-    return x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def image_grid_np(x: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
@@ -75,7 +57,7 @@ def plot_upscale_grid(
     ablation, the λ ablation, the full method), one column per seed — the same initial noise
     down each column."""
     rows = list(sample_paths)
-    imgs = {v: load_images_np(p, limit=columns) for v, p in sample_paths.items()}
+    imgs = {v: read_images(p, limit=columns) for v, p in sample_paths.items()}
     n = min(columns, *(len(x) for x in imgs.values()))
     h = next(iter(imgs.values())).shape[-1]
     fig, axes = plt.subplots(

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reschrom import pyramid
-from reschrom.levels import compose_levels, eps_from_x0, level_input, level_time, x0_from_eps
-from reschrom.schedules import DiscreteSchedule, Schedule
+from reschrom.theory import pyramid
+from reschrom.theory.levels import compose_levels, eps_from_x0, level_input, level_time, x0_from_eps
+from reschrom.theory.schedules import DiscreteSchedule, Schedule
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """eps(x_t, t) -> ε̂ with t a float tensor (B,) of native timesteps."""
@@ -174,7 +174,7 @@ def threshold_eps(
     x: torch.Tensor, eps: torch.Tensor, alpha_bar: float, mode: str, kernel: int = 2
 ) -> torch.Tensor:
     """ε recomputed from a thresholded x̂0: ``static`` clamps x̂0 to [-1, 1] (Saharia et al. 2022),
-    ``multires`` applies Algorithm 1 (:func:`reschrom.pyramid.multires_static_threshold`),
+    ``multires`` applies Algorithm 1 (:func:`reschrom.theory.levels.multires_static_threshold`),
     ``none`` returns ε unchanged. At ᾱ_t = 1 there is no noise to recompute and at ᾱ_t = 0
     (zero terminal SNR) no x̂0 to threshold; ε is returned unchanged at both ends."""
     if mode == "none":

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reschrom import pyramid, sampling, theory
-from reschrom.io import atomic_path, check_model_folder
-from reschrom.levels import level_noise, residual_target
-from reschrom.schedules import Schedule
+from reschrom.io import atomic_path, check_model_folder, read_images
+from reschrom.sampling import samplers as sampling
+from reschrom.theory import pyramid
+from reschrom.theory import resolution as theory
+from reschrom.theory.levels import level_noise, residual_target
+from reschrom.theory.schedules import Schedule
 
 CASCADE_VARIANTS: dict[str, tuple[bool, bool]] = {
     "full": (True, True),
@@ -323,10 +325,8 @@ def save_samples(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, m
 def load_images(path: str | os.PathLike, key: str = "images", limit: int | None = None) -> torch.Tensor:
     """Images from a safetensors file as float32 in the model range: uint8 is mapped
     x/127.5 - 1, float stays as is. A missing file or key raises an error naming it
-    (:func:`reschrom.plots_upscale.load_images_np` as a tensor)."""
-    from reschrom.plots_upscale import load_images_np
-
-    return torch.from_numpy(load_images_np(path, key, limit))
+    (:func:`reschrom.io.read_images` as a tensor)."""
+    return torch.from_numpy(read_images(path, key, limit))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -391,7 +391,7 @@ def run_variants(
         torch.set_num_threads(int(threads))
     from tqdm.auto import tqdm
 
-    from reschrom.pipelines import resolve_device
+    from reschrom.models.pipelines import resolve_device
 
     dev = resolve_device(device)
     if source == "analytic":

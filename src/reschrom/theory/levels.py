@@ -15,7 +15,7 @@ kernel (n = 2), U nearest-neighbour upsampling by n, m = 0 (full resolution) …
 - :func:`level_target` — n^m (D^m ε − U D^{m+1} ε), or n^m D^m ε at the coarsest level (eq. 23);
 - :func:`compose_levels` — ε = Σ_m n^{-m} U^m[ε^(m)] (eq. 24).
 
-The scalar maps ᾱ → λ^(m), ᾱ_{τ_m} and τ_m themselves live in :mod:`reschrom.theory`; this
+The scalar maps ᾱ → λ^(m), ᾱ_{τ_m} and τ_m themselves live in :mod:`reschrom.theory.resolution`; this
 module applies them to tensors. Signal levels ``alpha_bar`` are a Python/NumPy scalar, or
 per sample: a (B,) tensor or array, broadcast over the other axes of the image batch.
 """
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from reschrom import theory
-from reschrom.pyramid import downsample, upsample
-from reschrom.schedules import Schedule
+from reschrom.theory import resolution as theory
+from reschrom.theory.pyramid import check_batch, downsample, upsample
+from reschrom.theory.schedules import Schedule
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -195,3 +195,44 @@ def compose_levels(preds: Sequence[torch.Tensor], kernel: int = 2) -> torch.Tens
     if out is None:
         raise ValueError("compose_levels needs at least one level")
     return out
+
+
+def level_x0(
+    x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, m: int, kernel: int = 2
+) -> torch.Tensor:
+    """x̂0 of level m from the level's own diffusion sample (eq. 7 at τ_m, eq. 14–16).
+
+    x^(m) = λ^(m) D^m x_t is a sample at time τ_m whose unit-variance noise is n^m D^m ε, so
+    x̂0^(m) = (x^(m) - √(1-ᾱ_{τ_m}) n^m D^m ε) / √ᾱ_{τ_m}. (It equals D^m of the full x̂0.)
+    """
+    a_tau = float(theory.alpha_bar_tau(alpha_bar_t, m, kernel))
+    x_m = level_input(x_t, float(alpha_bar_t), m, kernel)
+    return x0_from_eps(x_m, level_noise(eps, m, kernel), a_tau)
+
+
+def multires_static_threshold(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t: float,
+    kernel: int = 2,
+    lo: float = -1.0,
+    hi: float = 1.0,
+) -> torch.Tensor:
+    """Multi-resolution static threshold (Algorithm 1, Appendix B), returns a clamped x̂0.
+
+    x̂0 is computed at every level from λ^(m) D^m x_t and n^m D^m ε. Starting from the
+    coarsest level (which initialises, clamped), each finer level adds its own residual
+    x̂0^(m) - U D x̂0^(m) to the upsampled running estimate and is clamped again. The extracted
+    paper text swaps the two branches; this is the order docs/DESIGN.md fixes.
+    """
+    M = check_batch(x_t, kernel)
+    x = None
+    for m in range(M - 1, -1, -1):
+        x0_m = level_x0(x_t, eps, alpha_bar_t, m, kernel)
+        if x is None:
+            x = x0_m.clamp(lo, hi)
+        else:
+            residual = x0_m - upsample(downsample(x0_m, 1, kernel), 1, kernel)
+            x = (upsample(x, 1, kernel) + residual).clamp(lo, hi)
+    assert x is not None
+    return x

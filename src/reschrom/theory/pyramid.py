@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reschrom import theory
+from reschrom.theory import resolution as theory
 
 
-def _check(x: torch.Tensor, kernel: int) -> int:
+def check_batch(x: torch.Tensor, kernel: int) -> int:
     """Validate a (B, C, R, R) batch and return its number of levels M (theory.num_levels)."""
     if x.ndim != 4:
         raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -67,7 +67,7 @@ def project(x: torch.Tensor, m: int, kernel: int = 2) -> torch.Tensor:
 
 def band_decompose(x: torch.Tensor, kernel: int = 2) -> list[torch.Tensor]:
     """The M resolution bands of eq. 19, each at full resolution; they sum to ``x``."""
-    M = _check(x, kernel)
+    M = check_batch(x, kernel)
     coarse = [downsample(x, m, kernel) for m in range(M)]
     bands = []
     for m in range(M):
@@ -89,7 +89,7 @@ def band_energies(x: torch.Tensor, kernel: int = 2) -> torch.Tensor:
     ‖U^m y‖² = n^{2m} ‖y‖², so ‖g^(m)‖² = n^{2m} ‖D^m g - U D^{m+1} g‖². Summed in
     float32 at least; Σ_m equals ‖g‖² up to rounding (the bands are orthogonal).
     """
-    M = _check(x, kernel)
+    M = check_batch(x, kernel)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     out = []
     c = xf
@@ -107,52 +107,9 @@ def relative_band_energies(x: torch.Tensor, kernel: int = 2) -> torch.Tensor:
     return e / e.sum(dim=1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
 
 
-def level_x0(
-    x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, m: int, kernel: int = 2
-) -> torch.Tensor:
-    """x̂0 of level m from the level's own diffusion sample (eq. 7 at τ_m, eq. 14–16).
-
-    x^(m) = λ^(m) D^m x_t is a sample at time τ_m whose unit-variance noise is n^m D^m ε, so
-    x̂0^(m) = (x^(m) - √(1-ᾱ_{τ_m}) n^m D^m ε) / √ᾱ_{τ_m}. (It equals D^m of the full x̂0.)
-    """
-    from reschrom import levels  # levels builds on this module: imported here, not at the top
-
-    a_tau = float(theory.alpha_bar_tau(alpha_bar_t, m, kernel))
-    x_m = levels.level_input(x_t, float(alpha_bar_t), m, kernel)
-    return levels.x0_from_eps(x_m, levels.level_noise(eps, m, kernel), a_tau)
-
-
-def multires_static_threshold(
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    alpha_bar_t: float,
-    kernel: int = 2,
-    lo: float = -1.0,
-    hi: float = 1.0,
-) -> torch.Tensor:
-    """Multi-resolution static threshold (Algorithm 1, Appendix B), returns a clamped x̂0.
-
-    x̂0 is computed at every level from λ^(m) D^m x_t and n^m D^m ε. Starting from the
-    coarsest level (which initialises, clamped), each finer level adds its own residual
-    x̂0^(m) - U D x̂0^(m) to the upsampled running estimate and is clamped again. The extracted
-    paper text swaps the two branches; this is the order docs/DESIGN.md fixes.
-    """
-    M = _check(x_t, kernel)
-    x = None
-    for m in range(M - 1, -1, -1):
-        x0_m = level_x0(x_t, eps, alpha_bar_t, m, kernel)
-        if x is None:
-            x = x0_m.clamp(lo, hi)
-        else:
-            residual = x0_m - upsample(downsample(x0_m, 1, kernel), 1, kernel)
-            x = (upsample(x, 1, kernel) + residual).clamp(lo, hi)
-    assert x is not None
-    return x
-
-
 def coarse_to_fine_clamp(x0: torch.Tensor, kernel: int = 2, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:
     """Algorithm 1 applied to a given x̂0 (its level-m views are D^m x̂0)."""
-    M = _check(x0, kernel)
+    M = check_batch(x0, kernel)
     x = downsample(x0, M - 1, kernel).clamp(lo, hi)
     for m in range(M - 2, -1, -1):
         x0_m = downsample(x0, m, kernel)

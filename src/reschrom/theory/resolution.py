@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reschrom.schedules import LOG_SNR_LIMIT, ArrayLike, Schedule
+from reschrom.theory.schedules import LOG_SNR_LIMIT, ArrayLike, Schedule
 
 
 def num_levels(resolution: int, kernel: int = 2) -> int:
@@ -208,6 +208,6 @@ def write_theory_table(
 ) -> None:
     """Build schedule ``name`` from its config ``spec`` and write its theory table (Parquet)."""
     from reschrom.io import write_parquet
-    from reschrom.schedules import build_schedule
+    from reschrom.theory.schedules import build_schedule
 
     write_parquet(theory_table(build_schedule(name, spec), resolution, n_t, kernel), out)
