@@ -184,7 +184,7 @@ def _imports_only(code: str) -> str:
 
 MODULE_CHECK = """
 import json, sys
-from reschrom.models.contract import load_module_model
+from reschrom.models.module import load_module_model
 from reschrom.measure import measure_guidance_denoiser
 folder, factory = sys.argv[1], sys.argv[2]
 m = load_module_model("mine", {"kind": "module", "path": folder, "factory": factory})

@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "training": 6,
     "plots": 7,  # figures and report tables
     "config": 8,  # the config check (planning time): may read every layer
-    "precondition": 8,  # alias of models.precondition for model folders saved before the split
+    "precondition": 3,  # reschrom.precondition: models.precondition under the name older model folders use
     "": 9,  # reschrom/__init__.py: the public API
 }
 MAX_LINES = 550

@@ -270,9 +270,11 @@ def test_upscale_figures(tmp_path, figures, dpi, rows):
 
 
 def test_upscale_images_read_without_torch_match_upscale_load_images(tmp_path):
-    """plots_upscale reads samples as reschrom.sampling.upscale does (uint8 and float files)."""
+    """reschrom.io.read_images (the figures' reader, no torch) reads samples as
+    reschrom.sampling.upscale.load_images does (uint8 and float files)."""
     from safetensors.numpy import save_file
 
+    from reschrom.io import read_images
     from reschrom.sampling.upscale import image_grid, load_images
 
     rng = np.random.default_rng(0)
@@ -280,7 +282,7 @@ def test_upscale_images_read_without_torch_match_upscale_load_images(tmp_path):
     save_file({"images": rng.normal(size=(5, 1, 8, 8)).astype(np.float32)}, str(tmp_path / "f.safetensors"))
     for name in ("u", "f"):
         ref = load_images(tmp_path / f"{name}.safetensors", limit=4)
-        x = plots_upscale.load_images_np(tmp_path / f"{name}.safetensors", limit=4)
+        x = read_images(tmp_path / f"{name}.safetensors", limit=4)
         np.testing.assert_array_equal(x, ref.numpy())
         np.testing.assert_array_equal(plots_upscale.image_grid_np(x, 3, pad=2), image_grid(ref, 3, pad=2))
 

@@ -82,6 +82,23 @@ def test_saved_pipeline_reloads_as_the_preconditioned_class(trained):
     assert pipe.scheduler.config.clip_sample is False and pipe.scheduler.config.prediction_type == "epsilon"
 
 
+def test_a_folder_saved_before_the_subpackages_still_loads(trained, tmp_path):
+    """Folders written before the library had subpackages name ``reschrom.precondition`` in their
+    ``model_index.json``: the alias module keeps them loadable, as the same class."""
+    import shutil
+
+    from reschrom.models.pipelines import load_pipeline
+
+    folder, _, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    index = json.loads((old / "model_index.json").read_text())
+    index["unet"] = ["reschrom.precondition", "PreconditionedUNet2DConditionModel"]
+    (old / "model_index.json").write_text(json.dumps(index))
+    pipe = load_pipeline(old, device="cpu", dtype=torch.float32)
+    assert type(pipe.unet) is pc.PreconditionedUNet2DConditionModel
+
+
 def test_forward_is_c_skip_x_plus_c_out_velocity(trained):
     """forward = (x_t + √ᾱ·F)/(√ᾱ + √(1−ᾱ)) on the first 3 channels; IF's variance channels pass."""
     from reschrom.models.pipelines import load_pipeline

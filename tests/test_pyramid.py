@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reschrom.theory import pyramid
+from reschrom.theory import levels, pyramid
 from reschrom.theory import resolution as theory
 
 sizes = st.sampled_from([1, 2, 4, 8, 16, 32])
@@ -88,7 +88,7 @@ def test_level_x0_equals_pooled_posterior_mean():
     a = 0.3
     x0 = (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
     for m in range(5):
-        torch.testing.assert_close(pyramid.level_x0(x_t, eps, a, m), pyramid.downsample(x0, m))
+        torch.testing.assert_close(levels.level_x0(x_t, eps, a, m), pyramid.downsample(x0, m))
 
 
 @given(seed=st.integers(0, 2**31), scale=st.floats(0.1, 10.0), a=st.floats(0.01, 0.99))
@@ -97,12 +97,12 @@ def test_static_threshold_bounds_and_identity(seed, scale, a):
     eps = _rand(seed, 2, 3, 16)
     x0 = scale * _rand(seed + 1, 2, 3, 16)
     x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
-    out = pyramid.multires_static_threshold(x_t, eps, a)
+    out = levels.multires_static_threshold(x_t, eps, a)
     assert out.abs().max() <= 1.0 + 1e-12
     torch.testing.assert_close(out, pyramid.coarse_to_fine_clamp(x0), rtol=1e-9, atol=1e-9)
     inside = x0.clamp(-0.999, 0.999) * 0.5
     x_t2 = math.sqrt(a) * inside + math.sqrt(1 - a) * eps
-    torch.testing.assert_close(pyramid.multires_static_threshold(x_t2, eps, a), inside, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(levels.multires_static_threshold(x_t2, eps, a), inside, rtol=1e-8, atol=1e-8)
 
 
 def test_bad_shapes():
@@ -187,11 +187,11 @@ def test_static_threshold_any_resolution(seed, size, scale, a):
     eps = _rand(seed, 2, 3, size)
     x0 = scale * _rand(seed + 1, 2, 3, size)
     x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
-    out = pyramid.multires_static_threshold(x_t, eps, a)
+    out = levels.multires_static_threshold(x_t, eps, a)
     assert out.shape == x0.shape and out.abs().max() <= 1.0 + 1e-12
     torch.testing.assert_close(out, pyramid.coarse_to_fine_clamp(x0), rtol=1e-9, atol=1e-9)
     inside = x0.clamp(-0.999, 0.999) * 0.5
     torch.testing.assert_close(pyramid.coarse_to_fine_clamp(inside), inside, rtol=0, atol=1e-12)
     M = theory.num_levels(size)
-    torch.testing.assert_close(pyramid.level_x0(x_t, eps, a, M - 1), pyramid.downsample(
+    torch.testing.assert_close(levels.level_x0(x_t, eps, a, M - 1), pyramid.downsample(
         (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a), M - 1))

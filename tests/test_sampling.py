@@ -121,7 +121,7 @@ def test_threshold_leaves_in_range_x0_unchanged(mode):
     e = _noise((4, 3, 16, 16), 3)
     x = math.sqrt(a) * x0 + math.sqrt(1 - a) * e
     torch.testing.assert_close(sampling.threshold_eps(x, e, a, mode), e, rtol=0, atol=1e-9)
-    torch.testing.assert_close(pyramid.multires_static_threshold(x, e, a), x0, rtol=0, atol=1e-9)
+    torch.testing.assert_close(levels.multires_static_threshold(x, e, a), x0, rtol=0, atol=1e-9)
 
 
 def test_ddim_sampler_equals_handwritten_eq4(sched_config):

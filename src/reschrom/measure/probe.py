@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reschrom.measure.guidance import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning, warn_undefined
+from reschrom.measure.guidance import UNDEFINED_RATIO, warn_undefined
 from reschrom.models.adapters import PipelineAdapter
 from reschrom.theory import pyramid
 from reschrom.theory import resolution as theory

@@ -84,7 +84,8 @@ def load_pipeline(
     access. For float16 on a hub id the ``fp16`` variant is requested when it exists.
     IF's safety checker and watermarker are dropped (``None``): the probe studies the denoiser,
     and they would download extra weights. A folder whose UNet is a
-    :class:`reschrom.models.precondition.PreconditionedUNet2DConditionModel` imports that module first.
+    :class:`reschrom.models.precondition.PreconditionedUNet2DConditionModel` imports that module first
+    (or its alias ``reschrom.precondition``, named by folders saved before the subpackages).
     Extra ``kwargs`` go to ``from_pretrained``.
     """
     from diffusers import DiffusionPipeline
@@ -106,8 +107,11 @@ def load_pipeline(
         # checker) must be passed as None again, or from_pretrained looks for them
         index = json.loads((Path(path) / "model_index.json").read_text())
         kw.update({k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]})
-        if any(isinstance(v, list) and v[:1] == ["reschrom.models.precondition"] for v in index.values()):
-            import reschrom.models.precondition  # noqa: F401  (diffusers loads a custom class only from an imported module)
+        # diffusers loads a custom class only from an imported module; folders saved before the
+        # library had subpackages name the alias reschrom.precondition (tests/test_precondition.py)
+        if any(isinstance(v, list) and v[:1] in (["reschrom.models.precondition"], ["reschrom.precondition"])
+               for v in index.values()):
+            import reschrom.precondition  # noqa: F401  (the alias; it imports reschrom.models.precondition)
     if not local and "IF-" in path:
         kw.update(safety_checker=None, watermarker=None, feature_extractor=None)
         if dt == torch.float16:

@@ -24,8 +24,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reschrom.theory import pyramid
-from reschrom.theory.levels import compose_levels, eps_from_x0, level_input, level_time, x0_from_eps
+from reschrom.theory.levels import (
+    compose_levels,
+    eps_from_x0,
+    level_input,
+    level_time,
+    multires_static_threshold,
+    x0_from_eps,
+)
 from reschrom.theory.schedules import DiscreteSchedule, Schedule
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -186,7 +192,7 @@ def threshold_eps(
     if mode == "static":
         x0 = x0_from_eps(x, eps, alpha_bar).clamp(-1.0, 1.0)
     else:
-        x0 = pyramid.multires_static_threshold(x, eps, alpha_bar, kernel)
+        x0 = multires_static_threshold(x, eps, alpha_bar, kernel)
     return eps_from_x0(x, x0, alpha_bar)
 
 
