@@ -437,3 +437,175 @@ def build_tiny_flux_pipeline(
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _gemma2(tokenizer, hidden: int = 16):
+    from transformers import Gemma2Config, Gemma2Model
+
+    return Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=512,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=1,
+        )
+    ).eval()
+
+
+def build_tiny_lumina2_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 16,
+):
+    """A random-weight ``Lumina2Pipeline`` on ``resolution/2`` latents (4 channels): a tiny
+    ``Lumina2Transformer2DModel`` (patch 2), a tiny ``Gemma2Model`` text encoder (its
+    second-to-last hidden states, masked), ``FlowMatchEulerDiscreteScheduler``. Its loop calls
+    the transformer twice per step (conditional, then unconditional), gives it 1 − σ and
+    negates its output."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Lumina2Pipeline, Lumina2Transformer2DModel
+
+    tok = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    transformer = Lumina2Transformer2DModel(
+        sample_size=resolution // 2,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=16,
+        num_layers=2,
+        num_refiner_layers=1,
+        num_attention_heads=2,
+        num_kv_heads=2,
+        multiple_of=16,
+        axes_dim_rope=(4, 2, 2),
+        axes_lens=(300, 16, 16),
+        cap_feat_dim=text_dim,
+    )
+    pipe = Lumina2Pipeline(
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=6.0),
+        vae=_tiny_vae(resolution),
+        text_encoder=_gemma2(tok, text_dim),
+        tokenizer=tok,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_cogview4_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 32,
+):
+    """A random-weight ``CogView4Pipeline`` on ``resolution/2`` latents (4 channels): a tiny
+    ``CogView4Transformer2DModel`` (patch 2), a tiny ``GlmModel`` text encoder, CogView4's
+    ``FlowMatchEulerDiscreteScheduler`` (dynamic, linear time shift: its σ are shifted, the
+    timesteps it gives the transformer are not). Two transformer calls per step."""
+    from diffusers import CogView4Pipeline, CogView4Transformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import GlmConfig, GlmModel
+
+    tok = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=4,
+        num_attention_heads=4,
+        out_channels=4,
+        text_embed_dim=text_dim,
+        time_embed_dim=8,
+        condition_dim=4,
+    )
+    enc = GlmModel(
+        GlmConfig(
+            vocab_size=len(tok),
+            hidden_size=text_dim,
+            intermediate_size=2 * text_dim,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    ).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.25, max_shift=0.75, base_image_seq_len=256, use_dynamic_shifting=True, time_shift_type="linear"
+    )
+    pipe = CogView4Pipeline(tokenizer=tok, text_encoder=enc, vae=_tiny_vae(resolution), transformer=transformer.eval(),
+                            scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_sana_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 16,
+    scheduler: str = "euler",
+):
+    """A random-weight ``SanaPipeline`` on ``resolution/2`` latents (4 channels): a tiny
+    ``SanaTransformer2DModel``, a tiny ``Gemma2Model``, a tiny ``AutoencoderDC`` and either
+    ``FlowMatchEulerDiscreteScheduler(shift=3)`` (``"euler"``) or the scheduler Sana's released
+    checkpoints use, ``DPMSolverMultistepScheduler(prediction_type="flow_prediction",
+    use_flow_sigmas=True, flow_shift=3)`` (``"dpm"``). Call it with
+    ``use_resolution_binning=False`` and ``complex_human_instruction=None``."""
+    from diffusers import (
+        AutoencoderDC,
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        SanaPipeline,
+        SanaTransformer2DModel,
+    )
+
+    tok = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=text_dim,
+        sample_size=resolution // 2,
+    )
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)),
+        decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1),
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    ).eval()
+    if scheduler == "dpm":
+        sched = DPMSolverMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    else:
+        sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = SanaPipeline(tokenizer=tok, text_encoder=_gemma2(tok, text_dim), vae=vae, transformer=transformer.eval(),
+                        scheduler=sched)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -161,8 +161,9 @@ def test_flow_conversions_closed_form(sd3_pipe, timestep):
     u2 = u + 0.1 * torch.randn_like(u)
     torch.testing.assert_close(a.guidance_eps(u, u2, t), (1 - s32) * (u2 - u))
     ab = (1 - s32) ** 2 / ((1 - s32) ** 2 + s32**2)
-    assert float(a.alpha_bar(t)) == pytest.approx(ab, rel=1e-12, abs=1e-15)
-    assert float(a.t_frac(t)) == float(a.t_native(t)) == pytest.approx(s32, rel=1e-15)
+    # σ is read from the scheduler's own float32 tables (linear between its steps): float32 rounding
+    assert float(a.alpha_bar(t)) == pytest.approx(ab, rel=1e-6, abs=1e-12)
+    assert float(a.t_frac(t)) == float(a.t_native(t)) == pytest.approx(s32, rel=1e-6)
     # the VP x_t of the same noise level: x_t = √ᾱ x0 + √(1−ᾱ) ε = x_flow / ((1−σ)/√ᾱ)
     if s < 1:
         x_vp = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps

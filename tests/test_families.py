@@ -1,6 +1,6 @@
 """Pipeline families beyond SD/IF/SD3 (issue 22, the "silently wrong" part): AuraFlow's clock,
 SDXL's pooled embeddings, PixArt's attention masks, and one-line refusals for the loops the
-adapter cannot read yet (true CFG with packed latents: Flux; CFG off).
+adapter cannot read (unchecked true-CFG loops such as Chroma; unknown flow clocks; CFG off).
 
 Every expectation is computed independently of the code under test: the clock from the
 scheduler's own ``sigmas``/``timesteps`` and from a plain forward hook on the denoiser, the CFG
@@ -217,14 +217,28 @@ def _one_line(exc: pytest.ExceptionInfo, *words: str) -> None:
         assert w in msg, f"{w!r} not in {msg!r}"
 
 
-def test_flux_true_cfg_is_refused_by_name(flux):
-    for make in (GuidanceProbe, PipelineAdapter.for_pipeline, lambda p: PromptComposer(p, [STRUCT], [lambda t: 1.0])):
-        with pytest.raises(ValueError) as exc:
-            make(flux)
-        _one_line(exc, "FluxPipeline", "twice per step", "packed")
-    with pytest.raises(ValueError) as exc, capturing_x0(flux):
+def test_unchecked_true_cfg_loops_are_refused_by_name(flux):
+    """A true-CFG class whose loop the adapter has not been checked against (Chroma, or any
+    other pipeline with ``true_cfg_scale``) is refused with one line naming it; Flux itself
+    is read (tests/test_family_matrix.py)."""
+    from diffusers import FluxPipeline
+
+    class ChromaPipeline(FluxPipeline):  # a Chroma-style loop: refused by its name
         pass
-    _one_line(exc, "FluxPipeline")
+
+    class MyTrueCFGPipeline(FluxPipeline):  # unknown class with true_cfg_scale
+        pass
+
+    PipelineAdapter.for_pipeline(flux)
+    for cls in (ChromaPipeline, MyTrueCFGPipeline):
+        pipe = cls(**flux.components)
+        for make in (GuidanceProbe, PipelineAdapter.for_pipeline, lambda p: PromptComposer(p, [STRUCT], [lambda t: 1.0])):
+            with pytest.raises(ValueError) as exc:
+                make(pipe)
+            _one_line(exc, cls.__name__, "twice per step", "not supported")
+        with pytest.raises(ValueError) as exc, capturing_x0(pipe):
+            pass
+        _one_line(exc, cls.__name__)
 
 
 def test_unknown_flow_clock_is_refused(sdxl):

@@ -10,13 +10,21 @@ so that the pipeline's own CFG line ``ε_u + s(ε_c - ε_u)`` yields eq. 6. A st
 prompt at weight 1 is the pipeline's plain call with that prompt's embedding swapped in (no
 arithmetic): a Heaviside switch costs exactly the denoiser evaluations of plain CFG, and η = 0
 or 1 reproduces the single-prompt images bitwise.
+
+True-CFG loops (Flux, Qwen-Image, Lumina 2, CogView4) call the denoiser once per condition on
+the same x_t: the composer pairs the calls of a step as the probe does (x_t identity, the
+loop's documented order), swaps the active prompt's embeddings (and its pooled embedding or
+mask) into the conditional call and leaves the unconditional one alone; with several active
+prompts, or one at a weight other than 1, it evaluates the others by further calls of the
+denoiser's ``forward`` on the same inputs and returns ε_u + Σ_i w_i(ε_i − ε_u) from the
+conditional call (ε_u by one more call unless the weights sum to 1).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +89,8 @@ class PromptComposer:
     comparison). Call it like the pipeline, minus the prompt arguments:
     ``composer(generator=g, guidance_scale=7.5, num_inference_steps=50, output_type="np")``.
     ``records`` lists, per denoiser call of the last run, the active prompts and batch rows.
+    ``encode_kwargs`` go to the pipeline's ``encode_prompt`` where its signature names them
+    (``max_sequence_length``, Sana's ``complex_human_instruction``): the same as the call's.
     """
 
     pipe: Any
@@ -90,6 +100,7 @@ class PromptComposer:
     prune_below: float = 0.0
     device: torch.device | str | None = None
     records: list[StepRecord] = field(default_factory=list)
+    encode_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.weights) or not self.prompts:
@@ -97,7 +108,10 @@ class PromptComposer:
                 f"need one weight per prompt, got {len(self.prompts)} prompts and {len(self.weights)} weights"
             )
         self.adapter = PipelineAdapter.for_pipeline(self.pipe)
-        embeds = [self.adapter.encode_prompt(p, self.device, self.negative_prompt) for p in self.prompts]
+        embeds = [
+            self.adapter.encode_prompt(p, self.device, self.negative_prompt, **dict(self.encode_kwargs))
+            for p in self.prompts
+        ]
         self.cond = [e.cond for e in embeds]
         self.uncond = embeds[0].uncond
         # everything that belongs to a prompt is swapped with it: the pooled text embedding (SD3's
@@ -116,6 +130,7 @@ class PromptComposer:
         self.mask_uncond = embeds[0].mask_uncond if has_mask else None
         self.num_train_timesteps = self.adapter.num_train_timesteps
         self._plan: tuple | None = None
+        self._last_x: torch.Tensor | None = None  # two-call loops: the x_t of the last call
 
     @property
     def denoiser(self) -> torch.nn.Module:
@@ -127,11 +142,77 @@ class PromptComposer:
 
     # -- hooks -----------------------------------------------------------------------
 
+    def _swap_one(self, args: tuple, kwargs: dict, i: int | None) -> tuple[tuple, dict]:
+        """A two-call loop's call with prompt ``i``'s embeddings (None: the unconditional ones),
+        its pooled embedding and its mask swapped in, for every image of the batch."""
+        a = self.adapter
+        ehs = a.embeds(args, kwargs)
+        N = ehs.shape[0]
+
+        def rows(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return v.to(like.device, like.dtype).expand(N, *v.shape[1:])
+
+        emb = self.uncond if i is None else self.cond[i]
+        args, kwargs = a.with_arg(args, kwargs, a.embeds_arg, rows(emb, ehs))
+        pooled = a.pooled_at(args, kwargs)
+        if pooled is not None and self.pooled is not None:
+            p = self.pooled_uncond if i is None else self.pooled[i]
+            args, kwargs = a.with_pooled(args, kwargs, rows(p, pooled))
+        mask = a.arg(args, kwargs, a.mask_arg, None) if a.mask_arg else None
+        if mask is not None and self.masks is not None:
+            m = self.mask_uncond if i is None else self.masks[i]
+            args, kwargs = a.with_arg(args, kwargs, a.mask_arg, rows(m, mask))
+        return args, kwargs
+
+    def _pre_hook_two_call(self, module, args, kwargs):
+        a = self.adapter
+        sample = a.sample(args, kwargs)
+        first = self._last_x is not sample
+        self._last_x = sample
+        if first != a.cond_first:  # the unconditional call: the pipeline's own negative embeddings
+            self._plan = None
+            return None
+        t = a.timestep(args, kwargs)
+        N = sample.shape[0]
+        t_frac = a.t_over_T(t)
+        w = self.weights_at(t_frac)
+        active = tuple(i for i, wi in enumerate(w) if abs(wi) > self.prune_below)
+        passthrough = len(active) == 1 and w[active[0]] == 1.0
+        wsum = sum(w[i] for i in active)
+        need_u = not passthrough and (not active or abs(wsum - 1.0) > 1e-12)
+        self.records.append(
+            StepRecord(_timestep_value(t), t_frac, active, tuple(w), N * (1 + len(active)), passthrough)
+        )
+        if not active:  # no prompt active: ε_u for the conditional prediction
+            args, kwargs = self._swap_one(args, kwargs, None)
+            self._plan = None
+            return tuple(args), kwargs
+        new_args, new_kwargs = self._swap_one(args, kwargs, active[0])
+        self._plan = None if passthrough else ("two_call", args, kwargs, active, [w[i] for i in active], need_u)
+        return tuple(new_args), new_kwargs
+
+    def _post_hook_two_call(self, module, output, plan):
+        _, args, kwargs, active, w, need_u = plan
+        a = self.adapter
+        outs = [a.output_tensor(output)]
+        for i in active[1:]:  # the other active prompts: the same call, hooks bypassed
+            ai, ki = self._swap_one(args, kwargs, i)
+            outs.append(a.output_tensor(module.forward(*ai, **ki)))
+        if need_u:
+            au, ku = self._swap_one(args, kwargs, None)
+            o_u = a.output_tensor(module.forward(*au, **ku))
+            comb = o_u + sum(wj * (o - o_u) for wj, o in zip(w, outs))
+        else:  # Σ w_i = 1: ε_u + Σ w_i(ε_i − ε_u) = Σ w_i ε_i
+            comb = sum(wj * o for wj, o in zip(w, outs))
+        return a.replace_output(output, comb)
+
     def _pre_hook(self, module, args, kwargs):
         a = self.adapter
         if not a.is_guidance_call(args, kwargs):  # SD3 skip-layer guidance: leave it alone
             self._plan = None
             return None
+        if a.two_call:
+            return self._pre_hook_two_call(module, args, kwargs)
         sample = a.sample(args, kwargs)
         t = a.timestep(args, kwargs)
         ehs = a.embeds(args, kwargs)
@@ -177,6 +258,8 @@ class PromptComposer:
         plan, self._plan = self._plan, None
         if plan is None:
             return output
+        if plan[0] == "two_call":
+            return self._post_hook_two_call(module, output, plan)
         N, k, w, passthrough, C = plan
         if passthrough:
             return output
@@ -212,13 +295,14 @@ class PromptComposer:
             h1.remove()
             h2.remove()
             self._plan = None
+            self._last_x = None
 
     def embedding_kwargs(self, num_images: int = 1) -> dict[str, torch.Tensor]:
         """The ``pipe(...)`` embedding arguments of a composed run of ``num_images`` images (the
         first prompt's, repeated; the hooks swap in the active prompts' at every step)."""
         pooled = (self.pooled[0], self.pooled_uncond) if self.pooled is not None else (None, None)
         masks = (self.masks[0], self.mask_uncond) if self.masks is not None else (None, None)
-        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled, *masks).pipeline_kwargs()
+        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled, *masks).pipeline_kwargs(self.adapter.mask_kwarg)
         return {k: v.repeat_interleave(num_images, dim=0) for k, v in e.items()}
 
     def __call__(self, **kwargs: Any) -> Any:
@@ -228,8 +312,9 @@ class PromptComposer:
         not repeat given embeddings itself); the initial noise has the same shape (n, …) and so
         the same draws as the pipeline's own call with ``num_images_per_prompt=n``.
         """
-        if kwargs.get("guidance_scale", 2.0) <= 1.0:
-            raise ValueError("prompt composing needs classifier-free guidance (guidance_scale > 1)")
+        scale = self.adapter.cfg_scale_arg  # true_cfg_scale for Flux and Qwen-Image
+        if kwargs.get(scale, 2.0 if scale == "guidance_scale" else 1.0) <= 1.0:
+            raise ValueError(f"prompt composing needs classifier-free guidance ({scale} > 1)")
         n = int(kwargs.pop("num_images_per_prompt", None) or 1)
         if "negative_prompt" in inspect.signature(self.pipe.__call__).parameters:
             kwargs.setdefault("negative_prompt", None)  # PixArt defaults to "", which clashes with the embeddings

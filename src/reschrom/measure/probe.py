@@ -18,6 +18,15 @@ device:
 * optionally (``keep_tensors=True``) the float16 tensors x_t (the denoiser's input: x_flow for
   flow matching), ε_uncond, ε_cond, for a safetensors dump.
 
+True-CFG loops (Flux with ``true_cfg_scale`` and a negative prompt, Qwen-Image, Lumina 2,
+CogView4) call the denoiser once per condition on the same x_t tensor: the probe pairs the two
+calls of a step by that tensor's identity, in the loop's documented order (conditional first,
+:data:`reschrom.models.families.TWO_CALL_PIPELINES`), holding a reference to the first call's output
+(no copy) until the second arrives. Packed latents (Flux, Qwen-Image) are unpacked to
+(B, C, H, W) by the pipeline's own ``_unpack_latents`` before any band is computed;
+``ProbeResult.grid`` (and the dump's ``grid_channels``, ``grid_height``, ``grid_width``) says
+which grid was measured.
+
 Per-step results stay device tensors; :meth:`GuidanceProbe.result` moves them to the host
 once. The hook returns nothing, so the pipeline's output is bitwise unchanged.
 
@@ -66,7 +75,8 @@ class ProbeResult:
     (S, B, C, H, W); ``alpha_bar`` (S,) ᾱ of each step, ``t_frac`` (S,) its t_frac (t/(T−1),
     or σ for flow matching), ``t_native`` (S,) the schedule's own time (DDPM step, or σ);
     ``resolution`` the side of the probed tensor (pixels for IF and the oracle, latents for
-    SD/SD3). None when unknown (a result built by hand).
+    SD/SD3); ``grid`` (C, H, W) of the measured tensor (packed latents unpacked). None when
+    unknown (a result built by hand).
     """
 
     timesteps: np.ndarray
@@ -76,6 +86,7 @@ class ProbeResult:
     t_frac: np.ndarray | None = None
     t_native: np.ndarray | None = None
     resolution: int | None = None
+    grid: tuple[int, int, int] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -131,7 +142,8 @@ class GuidanceProbe(contextlib.AbstractContextManager):
     ``pipe`` is the pipeline or its :class:`~reschrom.models.adapters.PipelineAdapter`. ``kernel`` is
     the pooling kernel of the bands (eq. 19). ``keep_tensors`` keeps copies of x_t, ε_uncond and
     ε_cond in ``tensor_dtype`` (float16 by default, for :func:`save_tensors`). The denoiser must
-    be called with a CFG batch [uncond, cond] (guidance scale > 1); an odd batch raises.
+    be called with a CFG batch [uncond, cond] (guidance scale > 1), or, for true-CFG loops,
+    twice per step on the same x_t; an odd batch, or a step with one call, raises one line.
     Auxiliary denoiser calls (SD3's skip-layer guidance) are not recorded.
     """
 
@@ -159,18 +171,26 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         self._u: list[torch.Tensor] = []
         self._c: list[torch.Tensor] = []
         self._resolution: int | None = None
+        self._grid: tuple[int, int, int] | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # two-call: (x_t, first output)
+        self._geometry: Any = None
 
     # -- attach / detach ------------------------------------------------------------------
     def attach(self) -> GuidanceProbe:
         if self._handle is not None:
             raise RuntimeError("probe is already attached")
         self._handle = self.denoiser.register_forward_hook(self._hook, with_kwargs=True)
+        self._geometry = self.adapter.tracking_geometry()
+        self._geometry.__enter__()
         return self
 
     def detach(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._geometry is not None:
+            self._geometry.__exit__(None, None, None)
+            self._geometry = None
 
     def __enter__(self) -> GuidanceProbe:
         return self.attach()
@@ -182,6 +202,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         """Forget everything recorded so far (keep the hook)."""
         for buf in (self._t, self._e, self._x, self._u, self._c):
             buf.clear()
+        self._pending = None
 
     # -- the hook -------------------------------------------------------------------------
     @torch.no_grad()
@@ -192,6 +213,22 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         sample = a.sample(args, kwargs)
         out = a.output_tensor(output)
         n = out.shape[0]
+        if a.two_call:  # true CFG: pair the two calls of a step on the same x_t tensor
+            pend = self._pending
+            if pend is None or pend[0] is not sample:
+                if pend is not None:  # the previous step's x_t got one call: no CFG there
+                    self._pending = None
+                    raise ValueError(f"GuidanceProbe: {a.cfg_off(n)}")
+                self._pending = (sample, out)
+                return
+            self._pending = None
+            first = pend[1]
+            out_c, out_u = (first, out) if a.cond_first else (out, first)
+            x = a.unpack(sample)  # packed (B, seq, 4C) tokens → (B, C, H, W)
+            out_c, out_u = a.unpack(out_c), a.unpack(out_u)
+            t = a.step_values(a.timestep(args, kwargs))
+            self._record(x, out_u, out_c, t)
+            return
         off = a.cfg_off(n)  # an odd batch, or the pipeline's own do_classifier_free_guidance False
         if off is not None:
             raise ValueError(f"GuidanceProbe: {off}")
@@ -200,6 +237,14 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         c = sample.shape[1]
         x = sample[: n // 2]
         out_u, out_c = out[:, :c].chunk(2)  # IF: the remaining C channels are the learned variance
+        self._record(x, out_u, out_c, t)
+
+    def _record(self, x: torch.Tensor, out_u: torch.Tensor, out_c: torch.Tensor, t: torch.Tensor) -> None:
+        """Band energies (eq. 19) of g, ε_cond, ε_uncond of one step from the two raw outputs on
+        the (B, C, H, W) grid x."""
+        a = self.adapter
+        c = x.shape[1]
+        out_u, out_c = out_u[:, :c], out_c[:, :c]
         g = a.guidance_eps(out_u, out_c, t[:1])  # ε_c − ε_u without forming ε (no cancellation)
         eps_uncond = a.to_eps(x, out_u, t[:1])
         eps_cond = a.to_eps(x, out_c, t[:1])
@@ -212,7 +257,8 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         )
         self._e.append(e.detach())
         self._t.append(t)
-        self._resolution = int(sample.shape[-1])
+        self._resolution = int(x.shape[-1])
+        self._grid = (int(x.shape[1]), int(x.shape[-2]), int(x.shape[-1]))
         if self.keep_tensors:
             self._x.append(x.detach().to(self.tensor_dtype).clone())
             self._u.append(eps_uncond.detach().to(self.tensor_dtype).clone())
@@ -221,6 +267,9 @@ class GuidanceProbe(contextlib.AbstractContextManager):
     # -- results --------------------------------------------------------------------------
     def result(self) -> ProbeResult:
         """Everything recorded, moved to the host in one transfer per quantity."""
+        if self._pending is not None:  # a two-call loop's last step got one call
+            self._pending = None
+            raise ValueError(f"GuidanceProbe: {self.adapter.cfg_off(1)}")
         if not self._e:
             raise RuntimeError("GuidanceProbe recorded no denoiser call")
         energies = torch.stack(self._e).to("cpu", torch.float64).numpy()
@@ -240,6 +289,7 @@ class GuidanceProbe(contextlib.AbstractContextManager):
             t_frac=steps[:, 2].copy(),
             t_native=steps[:, 1].copy(),
             resolution=self._resolution,
+            grid=self._grid,
         )
 
 
@@ -286,7 +336,9 @@ def guidance_frame(
     ``alpha_bar`` and ``t_frac`` arrays (length S; any schedule) give ``t_frac`` (1 = pure noise)
     and the extra column ``alpha_bar`` = ᾱ_t (so the theory r_m(t) needs no scheduler, Theorem 1).
     ``resolution`` is the side of the probed tensor (e.g. 28 gives levels 28, 14, 7); None assumes
-    a power of the kernel, n^(M-1).
+    a power of the kernel, n^(M-1). Where the result knows its grid, the extra columns
+    ``grid_channels``, ``grid_height``, ``grid_width`` say which (C, H, W) tensor was measured
+    (packed latents: the unpacked grid).
     """
     S, _, B, M = result.energies.shape
     t = np.asarray(result.timesteps if result.t_native is None else result.t_native, dtype=np.float64)
@@ -326,4 +378,7 @@ def guidance_frame(
             "defined": result.defined()[ss, bb],
         }
     )
+    if result.grid is not None:
+        for name, v in zip(("grid_channels", "grid_height", "grid_width"), result.grid):
+            df[name] = np.int32(v)
     return df.sort_values(["sample", "step", "m"], kind="stable").reset_index(drop=True)

@@ -87,22 +87,28 @@ def capturing_x0(pipe: Any, on_step: Any = None, keep: bool = True) -> Iterator[
     @functools.wraps(original)
     def step(model_output, timestep, sample, *args, **kwargs):
         t = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
-        td = adapter.denoiser_timestep(t)  # the scheduler's clock (σ·T) → the denoiser's (σ for AuraFlow)
-        x0 = adapter.x0(sample, model_output, td).float()
+        td = adapter.denoiser_timestep(t)  # the scheduler's clock → the denoiser's (σ for AuraFlow)
+        # from what the scheduler receives: the guided output on the scheduler's clock (σ read
+        # from its own sigmas for flow matching; Lumina 2's output already negated by its loop)
+        x0 = adapter.unpack(adapter.x0_from_step(sample, model_output, t).float())
+        x_t = adapter.unpack(sample)  # packed latents (Flux, Qwen-Image) → (B, C, H, W)
         if on_step is not None:
-            on_step(t, sample, x0)
+            on_step(t, x_t, x0)
         cap.timesteps.append(t)
         cap.t_native.append(float(adapter.t_native(td)))
         cap.t_frac.append(float(adapter.t_frac(td)))
         if keep:
-            cap.x_t.append(sample.detach().float())
+            cap.x_t.append(x_t.detach().float())
             cap.x0.append(x0.detach())
         return original(model_output, timestep, sample, *args, **kwargs)
 
     sched.step = step
+    geometry = adapter.tracking_geometry()
+    geometry.__enter__()
     try:
         yield cap
     finally:
+        geometry.__exit__(None, None, None)
         if had_instance_attr:
             sched.step = original
         else:  # back to the class method

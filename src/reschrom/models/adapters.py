@@ -17,6 +17,7 @@ Everything computed from a denoiser call stays on its device (no host synchronis
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,9 +28,15 @@ from reschrom.models.families import (
     FAMILIES,
     PREDICTIONS,
     PromptEmbeddings,
+    call_arg_names,
+    encode_prompt,
     flow_clock,
+    loop_facts,
     output_tensor,
     replace_output,
+    scheduler_sigma,
+    track_geometry,
+    unpack_latents,
     unsupported_reason,
 )
 
@@ -90,9 +97,15 @@ class PipelineAdapter:
         self.pooled_path: tuple[str, ...] | None = (self.pooled_arg,) if self.pooled_arg else None
         if self.pooled_path is None and getattr(denoiser.config, "addition_embed_type", None) == "text_time":
             self.pooled_path = ("added_cond_kwargs", "text_embeds")
-        self.mask_arg: str | None = "encoder_attention_mask" if "encoder_attention_mask" in self._params else None
-        self.time_scale = float(self.num_train_timesteps)
+        self.mask_arg: str | None = next(
+            (m for m in ("encoder_attention_mask", "encoder_hidden_states_mask") if m in self._params), None
+        )
+        # true CFG (Flux, Qwen-Image, Lumina 2, CogView4): one call per condition on the same x_t;
+        # packed latents (Flux, Qwen-Image): (B, seq, 4·C) tokens of 2×2 patches
+        self.two_call, self.cond_first, self.packed, self.output_sign = loop_facts(pipe)
+        self.geometry: tuple[int, int] | None = None  # (height, width) in pixels of the running call
         self._tables: dict[str, torch.Tensor] = {}
+
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -124,9 +137,18 @@ class PipelineAdapter:
         sched = getattr(pipe, "scheduler", None)
         if sched is None:
             raise ValueError(f"{type(pipe).__name__} has no scheduler")
-        if "FlowMatch" in type(sched).__name__:
+        pred = str(sched.config.get("prediction_type", "epsilon"))
+        if pred == "flow_prediction" and not sched.config.get("use_flow_sigmas", False):
+            raise ValueError(
+                f"{type(pipe).__name__}: {type(sched).__name__} predicts flow without use_flow_sigmas: the "
+                "adapter cannot place its steps on the σ clock"
+            )
+        if "FlowMatch" in type(sched).__name__ or pred == "flow_prediction":
+            # FlowMatch* schedulers, and DPM-Solver / UniPC with flow sigmas (Sana's released setup)
+            if getattr(sched, "sigmas", _MISSING) is _MISSING:
+                raise ValueError(f"{type(pipe).__name__}: {type(sched).__name__} has no sigmas to read the clock from")
             adapter = FlowMatchAdapter(pipe, den, "sd3", "flow")
-            adapter.time_scale = flow_clock(pipe, den)
+            adapter.clock, adapter.clock_a, adapter.clock_b = flow_clock(pipe, den)
             return adapter
         if getattr(sched, "alphas_cumprod", None) is None:
             raise ValueError(
@@ -172,6 +194,28 @@ class PipelineAdapter:
         if image_resolution is None:
             return self.resolution
         return int(image_resolution) // self.vae_scale_factor
+
+    @property
+    def cfg_scale_arg(self) -> str:
+        """``true_cfg_scale`` (Flux, Qwen-Image) or ``guidance_scale``: the CFG scale argument."""
+        return call_arg_names(self.pipe)[0]
+
+    @property
+    def mask_kwarg(self) -> str:
+        """``prompt_embeds_mask`` (Qwen-Image) or ``prompt_attention_mask``: the mask argument."""
+        return call_arg_names(self.pipe)[1]
+
+    # -- geometry: packed latents --------------------------------------------------------------
+    def tracking_geometry(self) -> contextlib.AbstractContextManager:
+        """Within the block, :attr:`geometry` is the (height, width) in pixels each pipeline call
+        prepares its latents for (:func:`reschrom.models.families.track_geometry`)."""
+        if not self.packed:
+            return contextlib.nullcontext()
+        return track_geometry(self.pipe, lambda hw: setattr(self, "geometry", hw))
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """x on the (B, C, H, W) latent grid (:func:`reschrom.models.families.unpack_latents`)."""
+        return unpack_latents(self.pipe, x, self.geometry) if self.packed else x
 
     def call_kwargs(self, resolution: int | None = None) -> dict[str, Any]:
         """Extra ``pipe(...)`` arguments for a measurement run.
@@ -248,7 +292,14 @@ class PipelineAdapter:
 
     def cfg_off(self, batch: int) -> str | None:
         """One line when a denoiser call of ``batch`` rows is not a CFG [uncond, cond] call
-        (an odd batch, or the pipeline's own ``do_classifier_free_guidance`` False), else None."""
+        (an odd batch, or the pipeline's own ``do_classifier_free_guidance`` False), else None.
+        For a two-call loop: always the line (the caller saw one call where a step needs two)."""
+        if self.two_call:
+            how = "true_cfg_scale > 1 and a negative_prompt" if self.cfg_scale_arg == "true_cfg_scale" else "guidance_scale > 1"
+            return (
+                f"{type(self.pipe).__name__} is not doing CFG: its {type(self.denoiser).__name__} got one call "
+                f"on a step's x_t, not a conditional and an unconditional one; pass {how}"
+            )
         flag = getattr(self.pipe, "do_classifier_free_guidance", None)
         if batch % 2 == 0 and flag is not False:
             return None
@@ -293,65 +344,16 @@ class PipelineAdapter:
 
     # -- prompts --------------------------------------------------------------------------
     def encode_prompt(
-        self, prompt: str, device: torch.device | str | None = None, negative_prompt: str | None = None
+        self,
+        prompt: str,
+        device: torch.device | str | None = None,
+        negative_prompt: str | None = None,
+        **options: Any,
     ) -> PromptEmbeddings:
-        """(cond, uncond[, pooled, pooled_uncond]) of one prompt by the pipeline's ``encode_prompt``.
-
-        Passes only the arguments its signature accepts (IF: ``clean_caption=False``; SD:
-        ``do_classifier_free_guidance``; SD3: ``prompt_2 = prompt_3 = None``; the oracle: what it
-        declares), so the embeddings are those the pipeline computes for ``pipe(prompt=...)``.
-        """
-        name = type(self.pipe).__name__
-        fn = getattr(self.pipe, "encode_prompt", None)
-        if fn is None:
-            raise ValueError(
-                f"{name} has no encode_prompt (its conditions are not text embeddings, e.g. Kandinsky "
-                "2.2's image embeddings): composing it is not supported yet"
-            )
-        if name.startswith("HunyuanDiT"):
-            raise ValueError(
-                f"{name} conditions on two text streams (CLIP and mT5, each with a mask): composing it "
-                "is not supported yet"
-            )
-        params = inspect.signature(fn).parameters
-        dev = torch.device(device) if device is not None else getattr(self.pipe, "_execution_device", None)
-        wanted = {
-            "prompt_2": None,
-            "prompt_3": None,
-            "device": dev,
-            "num_images_per_prompt": 1,
-            "do_classifier_free_guidance": True,
-            "negative_prompt": negative_prompt,
-            "clean_caption": False,
-        }
-        if negative_prompt is None:  # the pipeline's own default (PixArt's is "", not None)
-            del wanted["negative_prompt"]
-        kw = {k: v for k, v in wanted.items() if k in params}
-        with torch.no_grad():
-            out = fn(prompt, **kw)
-        out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-        def emb(x: Any) -> bool:  # a (B, L, D) floating text embedding
-            return isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 3
-
-        def mask(x: Any) -> bool:  # an integer or boolean attention mask
-            return isinstance(x, torch.Tensor) and not x.is_floating_point()
-
-        if len(out) == 4 and emb(out[0]) and mask(out[1]) and emb(out[2]) and mask(out[3]):
-            # PixArt, Sana, AuraFlow: (cond, cond mask, uncond, uncond mask)
-            return PromptEmbeddings(out[0], out[2], mask_cond=out[1], mask_uncond=out[3])
-        if len(out) < 2 or not emb(out[1]):
-            raise ValueError(f"{name}.encode_prompt returned no unconditional embedding")
-        if not emb(out[0]):
-            raise ValueError(f"{name}.encode_prompt returned no (B, L, D) text embedding first")
-        if len(out) >= 4 and isinstance(out[2], torch.Tensor):
-            if not (out[2].is_floating_point() and out[2].ndim == 2 and isinstance(out[3], torch.Tensor)):
-                raise ValueError(
-                    f"{name}.encode_prompt returns a third output of shape {tuple(out[2].shape)} that is "
-                    "neither a pooled embedding nor a mask: the adapter does not know its layout"
-                )
-            return PromptEmbeddings(out[0], out[1], out[2], out[3])  # SD3, SDXL: pooled
-        return PromptEmbeddings(out[0], out[1])
+        """Everything of one prompt the denoiser sees, by the pipeline's own ``encode_prompt``
+        (:func:`reschrom.models.families.encode_prompt`: the arguments its signature accepts,
+        ``options`` such as ``max_sequence_length`` included)."""
+        return encode_prompt(self.pipe, prompt, device, negative_prompt, **options)
 
     # -- the schedule: overridden per parameterisation ------------------------------------------
     def _t(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
@@ -399,10 +401,15 @@ class PipelineAdapter:
         wd = _work_dtype(out_cond)
         return _col(s, out_cond, wd) * (out_cond.to(wd) - out_uncond.to(wd))
 
+    def x0_from_step(self, sample: torch.Tensor, model_output: torch.Tensor, scheduler_timestep: Any) -> torch.Tensor:
+        """x̂0 (eq. 7) from what ``scheduler.step(model_output, scheduler_timestep, sample)``
+        receives (the guided output; IF's variance channels dropped)."""
+        return self.x0(sample, model_output, self.denoiser_timestep(scheduler_timestep))
+
     def denoiser_timestep(self, scheduler_timestep: Any) -> Any:
         """The timestep the denoiser gets at the step whose scheduler timestep (what
         ``scheduler.step`` receives) is ``scheduler_timestep``: the same for DDPM-family
-        schedulers; σ·``time_scale`` for flow matching (the scheduler's is σ·T)."""
+        schedulers; (t_s − b)/a on the flow clock of :data:`FLOW_CLOCKS`."""
         return scheduler_timestep
 
     def t_over_T(self, timestep: Any) -> float:
@@ -484,31 +491,34 @@ class VPAdapter(PipelineAdapter):
 
 
 class FlowMatchAdapter(PipelineAdapter):
-    """Rectified flow x_flow = (1−σ)x0 + σε with velocity u = ε − x0; the denoiser's timestep
-    is σ·``time_scale`` (T for SD3, 1 for AuraFlow: :data:`FLOW_CLOCKS`)."""
+    """Rectified flow x_flow = (1−σ)x0 + σε with velocity u = ε − x0 (``output_sign``·the
+    transformer output: Lumina 2's loop negates it). The transformer's timestep t is the
+    scheduler's t_s = a·t + b on the clock of :data:`FLOW_CLOCKS`; σ is the scheduler's own
+    ``sigmas`` entry at that step (:meth:`sigma`)."""
+
+    clock: str = "sigma_T"
+    clock_a: float = 1.0
+    clock_b: float = 0.0
 
     def sigma(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
-        """σ = timestep / time_scale (a denoiser timestep)."""
-        return self._t(timestep, device) / self.time_scale
+        """σ of a transformer timestep t: the scheduler's at t_s = a·t + b
+        (:func:`reschrom.models.families.scheduler_sigma`)."""
+        ts = self.clock_a * self._t(timestep, device) + self.clock_b
+        return scheduler_sigma(self.pipe.scheduler, ts, self._tables)
 
     def denoiser_timestep(self, scheduler_timestep: Any) -> Any:
-        if self.time_scale == self.num_train_timesteps:
+        if self.clock_a == 1.0 and self.clock_b == 0.0:
             return scheduler_timestep
-        return scheduler_timestep * (self.time_scale / self.num_train_timesteps)
+        return (scheduler_timestep - self.clock_b) / self.clock_a
 
     def t_over_T(self, timestep: Any) -> float:
-        t = timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep
-        return float(t) / self.time_scale
+        return float(self.sigma(timestep).reshape(-1)[0].item())
 
     def alpha_bar(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
         s = self.sigma(timestep, device)
         return (1 - s) ** 2 / ((1 - s) ** 2 + s**2)
 
-    def t_native(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
-        return self.sigma(timestep, device)
-
-    def t_frac(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
-        return self.sigma(timestep, device)
+    t_native = t_frac = sigma  # the schedule's own time and t_frac are σ
 
     def schedule(self, name: str = "model") -> Any:
         """The σ clock: ``FlowMatchingSchedule(shift=1)`` (t_frac = σ; the scheduler's own shift,
@@ -518,16 +528,23 @@ class FlowMatchAdapter(PipelineAdapter):
         return FlowMatchingSchedule(shift=1.0, name=name)
 
     def eps_scale(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor | None:
-        return 1 - self.sigma(timestep, device)
+        return self.output_sign * (1 - self.sigma(timestep, device))
 
     def to_eps(self, x_t: torch.Tensor, model_output: torch.Tensor, timestep: Any) -> torch.Tensor:
         out = model_output[:, : x_t.shape[1]]
         wd = _work_dtype(out)
         s = _col(self.sigma(timestep, x_t.device), x_t, wd)
-        return x_t.to(wd) + (1 - s) * out.to(wd)
+        return x_t.to(wd) + (1 - s) * (self.output_sign * out.to(wd))
 
     def x0(self, x_t: torch.Tensor, model_output: torch.Tensor, timestep: Any) -> torch.Tensor:
         out = model_output[:, : x_t.shape[1]]
         wd = _work_dtype(out)
         s = _col(self.sigma(timestep, x_t.device), x_t, wd)
-        return x_t.to(wd) - s * out.to(wd)
+        return x_t.to(wd) - s * (self.output_sign * out.to(wd))
+
+    def x0_from_step(self, sample: torch.Tensor, model_output: torch.Tensor, scheduler_timestep: Any) -> torch.Tensor:
+        """x̂0 = x_flow − σ·u from what ``scheduler.step`` receives: the velocity u as the loop
+        hands it over (Lumina 2's already negated) at the scheduler's timestep."""
+        wd = _work_dtype(model_output)
+        s = _col(scheduler_sigma(self.pipe.scheduler, self._t(scheduler_timestep, sample.device), self._tables), sample, wd)
+        return sample.to(wd) - s * model_output.to(wd)

@@ -15,16 +15,25 @@ family                denoiser            x the call gets  output → ε
 
 For DDPM-family schedulers ᾱ is the scheduler's ``alphas_cumprod`` at the timestep (fractional
 timesteps interpolate σ = √((1−ᾱ)/ᾱ) linearly, as diffusers' Euler schedulers do); for flow
-matching ᾱ = (1−σ)²/((1−σ)² + σ²) (same SNR, ((1−σ)/σ)²), and σ is read on the clock the
-pipeline gives its transformer, which differs between families: SD3 passes the scheduler's
-timestep σ·T, AuraFlow σ itself (``t / 1000``), Sana σ·T·``transformer.config.timestep_scale``
-(:data:`FLOW_CLOCKS`). A flow-matching pipeline of another class is refused with one line:
-nothing is recorded on an assumed clock. The scheduler's own ``step`` always gets σ·T
-(:meth:`PipelineAdapter.denoiser_timestep` converts).
+matching (``FlowMatch*`` schedulers, and DPM-Solver / UniPC with ``use_flow_sigmas`` and
+``prediction_type="flow_prediction"``) ᾱ = (1−σ)²/((1−σ)² + σ²) (same SNR, ((1−σ)/σ)²), and σ
+is the scheduler's own ``sigmas`` entry of the step whose timestep the transformer got, mapped
+back from the clock the pipeline gives its transformer, which differs between families: SD3
+and CogView4 pass the scheduler's timestep, AuraFlow, Flux and Qwen-Image ``t / 1000``, Sana
+t·``transformer.config.timestep_scale``, Lumina 2 1 − t/T (:data:`FLOW_CLOCKS`). A
+flow-matching pipeline of another class is refused with one line: nothing is recorded on an
+assumed clock.
 
-Pipelines the adapter cannot read yet are refused by name (:func:`unsupported_reason`): loops
-that call the denoiser twice per step (true CFG: Flux, Qwen-Image, Chroma, Lumina 2, CogView4),
-packed latents (``_pack_latents``), Modular Diffusers pipelines (CFG through a guider),
+True-CFG loops (Flux with ``true_cfg_scale`` and a negative prompt, Qwen-Image, Lumina 2,
+CogView4: :data:`TWO_CALL_PIPELINES`) call the transformer once per condition on the same x_t
+tensor; the probe, the composer and the x̂0 capture pair the two calls of a step by the
+identity of that tensor and the loop's documented order (conditional first). Lumina 2's loop
+negates the output (``output_sign``). Packed latents (Flux, Qwen-Image: (B, seq, 4·C) tokens
+of 2×2 patches) are unpacked with the pipeline's own ``_unpack_latents`` at the call's height
+and width (:meth:`reschrom.models.adapters.PipelineAdapter.unpack`) before any band is computed.
+
+Refused by name (:func:`unsupported_reason`): Modular Diffusers pipelines (CFG through a
+guider), unchecked true-CFG loops (Chroma, HiDream, any other ``true_cfg_scale``),
 HunyuanDiT's composing (two text streams) and pipelines without ``encode_prompt`` (Kandinsky 2.2).
 
 :class:`PromptEmbeddings`, :func:`output_tensor` and :func:`replace_output` read and rewrite a denoiser call's
@@ -33,7 +42,10 @@ pieces.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -48,75 +60,100 @@ PREDICTIONS = ("epsilon", "v_prediction", "sample", "flow")
 
 FLOW_CLOCKS: dict[str, str] = {
     "StableDiffusion3": "sigma_T",
-    "AuraFlow": "sigma",
+    "AuraFlow": "sigma_1000",
+    "Flux": "sigma_1000",
+    "QwenImage": "sigma_1000",
     "Sana": "sigma_T_scaled",
+    "Lumina2": "one_minus_sigma",
+    "CogView4": "scheduler_timestep",
 }
-"""Flow-matching pipeline class prefix → the timestep its loop gives the transformer:
-``sigma_T`` σ·T (the scheduler's own timestep), ``sigma`` σ (AuraFlow's ``t / 1000``),
-``sigma_T_scaled`` σ·T·``transformer.config.timestep_scale`` (Sana)."""
+"""Flow-matching pipeline class prefix → the timestep its loop gives the transformer, as the
+scheduler timestep t_s it came from: ``sigma_T`` t_s itself (SD3), ``sigma_1000`` t_s / 1000
+(AuraFlow, Flux, Qwen-Image), ``sigma_T_scaled`` t_s·``transformer.config.timestep_scale``
+(Sana), ``one_minus_sigma`` 1 − t_s/T (Lumina 2, whose loop also negates the output),
+``scheduler_timestep`` t_s itself, which CogView4's scheduler does not set to σ·T (its σ are
+shifted, its timesteps are not). σ is then read from the scheduler: ``scheduler.sigmas`` at
+the step whose ``scheduler.timesteps`` is t_s (:meth:`reschrom.models.adapters.FlowMatchAdapter.sigma`), never
+recomputed (dynamic shifting, Flux's μ from the image sequence length, integer DPM-Solver
+timesteps)."""
 
-TWO_CALL_PIPELINES: dict[str, str] = {
-    "Flux": "",
-    "QwenImage": "",
-    "Chroma": "",
-    "Lumina2": "; its transformer also gets 1 − σ and the loop negates its output",
-    "CogView4": "",
-    "HiDream": "",
+_CLOCK_MAPS: dict[str, Callable[[float, float], tuple[float, float]]] = {
+    "sigma_T": lambda T, ts: (1.0, 0.0),
+    "sigma_1000": lambda T, ts: (1000.0, 0.0),
+    "sigma_T_scaled": lambda T, ts: (1.0 / ts, 0.0),
+    "one_minus_sigma": lambda T, ts: (-T, T),
+    "scheduler_timestep": lambda T, ts: (1.0, 0.0),
 }
-"""Pipeline class prefixes whose loop calls the denoiser once per condition (cond, then uncond)."""
+"""clock → (a, b) with scheduler timestep t_s = a·t + b for the denoiser's timestep t."""
+
+TWO_CALL_PIPELINES: dict[str, bool] = {
+    "Flux": True,
+    "QwenImage": True,
+    "Lumina2": True,
+    "CogView4": True,
+}
+"""Pipeline class prefixes whose loop calls the denoiser once per condition on the same x_t,
+→ whether the conditional call comes first. Read from each loop of diffusers 0.42
+(``pipeline_flux.py``, ``pipeline_qwenimage.py``, ``pipeline_lumina2.py``,
+``pipeline_cogview4.py``): all four call ``transformer(..., prompt_embeds)`` first, then, when
+CFG is on, ``transformer(..., negative_prompt_embeds)`` on the same ``latents`` tensor;
+``tests/test_families.py`` checks the order against the embeddings each call receives."""
+
+REFUSED_TWO_CALL: tuple[str, ...] = ("Chroma", "HiDream")
+"""True-CFG families whose loop the adapter has not been checked against: refused by name."""
+
+NEGATED_OUTPUT: tuple[str, ...] = ("Lumina2",)
+"""Pipelines whose loop negates the transformer output before ``scheduler.step``."""
 
 
 def unsupported_reason(pipe: Any) -> str | None:
     """One line saying why the adapter cannot read ``pipe``'s CFG steps, or None.
 
-    Refused: Modular Diffusers pipelines (a guider runs one batch-1 call per condition),
-    true-CFG loops that call the denoiser twice per step (:data:`TWO_CALL_PIPELINES`, or any
-    ``__call__`` with ``true_cfg_scale``) and packed latents (``_pack_latents``: 2×2 patch
-    tokens instead of (C, H, W)). The probe, the composer and the x̂0 capture pair only one
-    batched [uncond, cond] call per step on (C, H, W) latents.
+    Refused: Modular Diffusers pipelines (a guider runs one batch-1 call per condition), and
+    true-CFG loops (two denoiser calls per step, or a ``true_cfg_scale`` argument) of a class
+    the adapter has not been checked against (:data:`REFUSED_TWO_CALL`, or not in
+    :data:`TWO_CALL_PIPELINES`), and packed latents (``_pack_latents``) without the
+    pipeline's own ``_unpack_latents``.
     """
     name = type(pipe).__name__
     mro = {c.__name__ for c in type(pipe).__mro__}
     if "ModularPipeline" in mro:
         return (
             f"{name} is a Modular Diffusers pipeline: its guider runs one batch-1 denoiser call per "
-            "condition, and the adapter pairs only one batched [uncond, cond] call per step; build the "
+            "condition, and the adapter pairs only the calls of classic pipeline loops; build the "
             "classic pipeline class from the same components instead"
         )
-    extra = next((v for k, v in TWO_CALL_PIPELINES.items() if name.startswith(k)), None)
+    known = any(name.startswith(k) for k in TWO_CALL_PIPELINES)
+    refused = any(name.startswith(k) for k in REFUSED_TWO_CALL)
     true_cfg = callable(pipe) and "true_cfg_scale" in inspect.signature(pipe.__call__).parameters
-    packed = hasattr(pipe, "_pack_latents")
-    if extra is not None or true_cfg:
+    if refused or (true_cfg and not known):
         return (
-            f"{name} calls its transformer twice per step (conditional, then unconditional: true CFG)"
-            f"{' on 2×2-packed latents' if packed else ''}{extra or ''}; the adapter pairs only one "
-            "batched [uncond, cond] call per step on (C, H, W) latents: this family is not supported yet"
+            f"{name} calls its transformer twice per step (true CFG), and the adapter knows the order "
+            f"of those calls only for {', '.join(k + '*' for k in TWO_CALL_PIPELINES)}: this family "
+            "is not supported yet"
         )
-    if packed:
+    if hasattr(pipe, "_pack_latents") and not hasattr(pipe, "_unpack_latents"):
         return (
-            f"{name} packs its latents into 2×2 patch tokens (_pack_latents); the adapter computes "
-            "bands only on (C, H, W) latents: this family is not supported yet"
+            f"{name} packs its latents into 2×2 patch tokens (_pack_latents) and has no _unpack_latents "
+            "to read them back on the (C, H, W) grid: this family is not supported yet"
         )
     return None
 
 
-def flow_clock(pipe: Any, denoiser: torch.nn.Module) -> float:
-    """``time_scale`` with σ = timestep / time_scale for the transformer calls of ``pipe``
-    (:data:`FLOW_CLOCKS`); a class it does not know is refused with one line."""
+def flow_clock(pipe: Any, denoiser: torch.nn.Module) -> tuple[str, float, float]:
+    """(clock, a, b) with scheduler timestep t_s = a·t + b for the transformer timesteps t of
+    ``pipe`` (:data:`FLOW_CLOCKS`); a class it does not know is refused with one line."""
     name = type(pipe).__name__
     T = float(pipe.scheduler.config.get("num_train_timesteps", 1000))
     clock = next((v for k, v in FLOW_CLOCKS.items() if name.startswith(k)), None)
-    if clock == "sigma_T":
-        return T
-    if clock == "sigma":
-        return 1.0
-    if clock == "sigma_T_scaled":
-        return T * float(denoiser.config.get("timestep_scale", 1.0))
-    raise ValueError(
-        f"{name}: the adapter does not know which clock this flow-matching pipeline gives its "
-        f"{type(denoiser).__name__} (σ·T as StableDiffusion3, σ as AuraFlow, 1 − σ as Lumina 2, …), "
-        f"and records nothing on an assumed one; known: {', '.join(k + '*' for k in FLOW_CLOCKS)}"
-    )
+    if clock is None:
+        raise ValueError(
+            f"{name}: the adapter does not know which clock this flow-matching pipeline gives its "
+            f"{type(denoiser).__name__} (σ·T as StableDiffusion3, σ as AuraFlow, 1 − σ as Lumina 2, …), "
+            f"and records nothing on an assumed one; known: {', '.join(k + '*' for k in FLOW_CLOCKS)}"
+        )
+    a, b = _CLOCK_MAPS[clock](T, float(denoiser.config.get("timestep_scale", 1.0) or 1.0))
+    return clock, a, b
 
 
 class PromptEmbeddings(NamedTuple):
@@ -134,15 +171,17 @@ class PromptEmbeddings(NamedTuple):
     mask_cond: torch.Tensor | None = None
     mask_uncond: torch.Tensor | None = None
 
-    def pipeline_kwargs(self) -> dict[str, torch.Tensor]:
-        """The ``pipe(...)`` keyword arguments that pass these embeddings instead of a prompt."""
+    def pipeline_kwargs(self, mask_name: str = "prompt_attention_mask") -> dict[str, torch.Tensor]:
+        """The ``pipe(...)`` keyword arguments that pass these embeddings instead of a prompt
+        (``mask_name``: the pipeline's name of the mask argument, ``prompt_embeds_mask`` for
+        Qwen-Image)."""
         kw = {"prompt_embeds": self.cond, "negative_prompt_embeds": self.uncond}
         if self.pooled_cond is not None:
             kw["pooled_prompt_embeds"] = self.pooled_cond
             kw["negative_pooled_prompt_embeds"] = self.pooled_uncond
         if self.mask_cond is not None:
-            kw["prompt_attention_mask"] = self.mask_cond
-            kw["negative_prompt_attention_mask"] = self.mask_uncond
+            kw[mask_name] = self.mask_cond
+            kw["negative_" + mask_name] = self.mask_uncond
         return kw
 
 
@@ -165,3 +204,176 @@ def replace_output(output: Any, new: torch.Tensor) -> Any:
         return type(output)([new, *output[1:]])
     output.sample = new
     return output
+
+
+def encode_prompt(
+    pipe: Any,
+    prompt: str,
+    device: torch.device | str | None = None,
+    negative_prompt: str | None = None,
+    **options: Any,
+) -> PromptEmbeddings:
+    """(cond, uncond[, pooled, pooled_uncond][, masks]) of one prompt by ``pipe.encode_prompt``.
+
+    Passes only the arguments its signature accepts (IF: ``clean_caption=False``; SD:
+    ``do_classifier_free_guidance``; SD3: ``prompt_2 = prompt_3 = None``; the oracle: what it
+    declares), so the embeddings are those the pipeline computes for ``pipe(prompt=...)``.
+    ``options`` (e.g. ``max_sequence_length``, Sana's ``complex_human_instruction``) are
+    passed where the signature names them: give the same as to the pipeline call.
+    """
+    name = type(pipe).__name__
+    fn = getattr(pipe, "encode_prompt", None)
+    if fn is None:
+        raise ValueError(
+            f"{name} has no encode_prompt (its conditions are not text embeddings, e.g. Kandinsky "
+            "2.2's image embeddings): composing it is not supported yet"
+        )
+    if name.startswith("HunyuanDiT"):
+        raise ValueError(
+            f"{name} conditions on two text streams (CLIP and mT5, each with a mask): composing it "
+            "is not supported yet"
+        )
+    params = inspect.signature(fn).parameters
+    dev = torch.device(device) if device is not None else getattr(pipe, "_execution_device", None)
+    wanted = {
+        "prompt_2": None,
+        "prompt_3": None,
+        "device": dev,
+        "num_images_per_prompt": 1,
+        "do_classifier_free_guidance": True,
+        "negative_prompt": negative_prompt,
+        "clean_caption": False,
+    }
+    if negative_prompt is None:  # the pipeline's own default (PixArt's is "", not None)
+        del wanted["negative_prompt"]
+    wanted.update(options)
+    kw = {k: v for k, v in wanted.items() if k in params}
+    with torch.no_grad():
+        out = fn(prompt, **kw)
+    out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def emb(x: Any) -> bool:  # a (B, L, D) floating text embedding
+        return isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 3
+
+    def mask(x: Any) -> bool:  # an integer or boolean attention mask
+        return isinstance(x, torch.Tensor) and not x.is_floating_point()
+
+    if len(out) == 4 and emb(out[0]) and mask(out[1]) and emb(out[2]) and mask(out[3]):
+        # PixArt, Sana, AuraFlow, Lumina 2: (cond, cond mask, uncond, uncond mask)
+        return PromptEmbeddings(out[0], out[2], mask_cond=out[1], mask_uncond=out[3])
+    if "negative_prompt" not in params and (len(out) < 2 or not emb(out[1])):
+        # Flux (embeds, pooled, text ids), Qwen-Image (embeds, mask): one prompt per call, the
+        # negative prompt ("" by default) encoded by a second call, as their loops do
+        neg = fn("" if negative_prompt is None else negative_prompt, **kw)
+        neg = tuple(neg) if isinstance(neg, (tuple, list)) else (neg,)
+        if emb(out[0]) and len(out) >= 2 and isinstance(out[1], torch.Tensor) and out[1].ndim == 2:
+            if out[1].is_floating_point():  # Flux: pooled
+                return PromptEmbeddings(out[0], neg[0], out[1], neg[1])
+            return PromptEmbeddings(out[0], neg[0], mask_cond=out[1], mask_uncond=neg[1])  # Qwen-Image
+        if emb(out[0]):
+            return PromptEmbeddings(out[0], neg[0])
+    if len(out) < 2 or not emb(out[1]):
+        raise ValueError(f"{name}.encode_prompt returned no unconditional embedding")
+    if not emb(out[0]):
+        raise ValueError(f"{name}.encode_prompt returned no (B, L, D) text embedding first")
+    if len(out) >= 4 and isinstance(out[2], torch.Tensor):
+        if not (out[2].is_floating_point() and out[2].ndim == 2 and isinstance(out[3], torch.Tensor)):
+            raise ValueError(
+                f"{name}.encode_prompt returns a third output of shape {tuple(out[2].shape)} that is "
+                "neither a pooled embedding nor a mask: the adapter does not know its layout"
+            )
+        return PromptEmbeddings(out[0], out[1], out[2], out[3])  # SD3, SDXL: pooled
+    return PromptEmbeddings(out[0], out[1])
+
+
+@contextlib.contextmanager
+def track_geometry(pipe: Any, sink: Callable[[tuple[int, int]], None]) -> Iterator[None]:
+    """Within the block, ``sink((height, width))`` in pixels each time ``pipe`` prepares its
+    latents (a wrapper around the instance's ``prepare_latents``, restored on exit): what
+    :func:`unpack_latents` needs. Host integers only."""
+    original = getattr(pipe, "prepare_latents", None)
+    if original is None:
+        yield
+        return
+    had = "prepare_latents" in vars(pipe)
+    names = list(inspect.signature(original).parameters)
+
+    @functools.wraps(original)
+    def prepare_latents(*args: Any, **kwargs: Any) -> Any:
+        bound = {**dict(zip(names, args)), **kwargs}
+        if "height" in bound and "width" in bound:
+            sink((int(bound["height"]), int(bound["width"])))
+        return original(*args, **kwargs)
+
+    pipe.prepare_latents = prepare_latents
+    try:
+        yield
+    finally:
+        if had:
+            pipe.prepare_latents = original
+        else:
+            del pipe.prepare_latents
+
+
+def unpack_latents(pipe: Any, x: torch.Tensor, geometry: tuple[int, int] | None) -> torch.Tensor:
+    """Packed (B, seq, 4·C) tokens of 2×2 patches (Flux, Qwen-Image) as (B, C, H, W), by the
+    pipeline's own ``_unpack_latents`` at the call's (height, width) in pixels (a square image
+    when unknown); other tensors as they are."""
+    if x.ndim != 3:
+        return x
+    vsf = int(getattr(pipe, "vae_scale_factor", 1))
+    h, w = geometry if geometry is not None else (int(round(x.shape[1] ** 0.5)) * 2 * vsf,) * 2
+    out = type(pipe)._unpack_latents(x, h, w, vsf)
+    return out[:, :, 0] if out.ndim == 5 else out  # Qwen-Image: (B, C, 1, H, W)
+
+
+def scheduler_sigma(scheduler: Any, ts: torch.Tensor, cache: dict[str, Any]) -> torch.Tensor:
+    """σ at scheduler timestep ``ts`` read from ``scheduler``: its own ``sigmas`` entry at each of
+    its steps (the shift, static or dynamic, μ from the image sequence length, integer
+    DPM-Solver timesteps included), linear in t_s between them and the ends (0, 0), (T, 1):
+    t_s/T exactly for schedulers whose timesteps are σ·T; t_s/T before it has timesteps. The
+    table is built once per ``set_timesteps`` on ``ts``'s device (``cache``): no synchronisation."""
+    T = float(scheduler.config.get("num_train_timesteps", 1000))
+    steps, sig = getattr(scheduler, "timesteps", None), getattr(scheduler, "sigmas", None)
+    if not isinstance(steps, torch.Tensor) or not isinstance(sig, torch.Tensor) or len(steps) == 0:
+        return ts / T
+    device = ts.device
+    key = (id(steps), id(sig), str(device))
+    hit = cache.get("sigma")
+    if hit is None or hit[0] != key:
+        dt = ts.dtype
+        n = len(steps)
+        t_all = torch.cat([steps.to(device, dt), torch.tensor([0.0, T], device=device, dtype=dt)])
+        s_all = torch.cat([sig[:n].to(device, dt), torch.tensor([0.0, 1.0], device=device, dtype=dt)])
+        order = torch.argsort(t_all, stable=True)
+        hit = (key, t_all[order], s_all[order])
+        cache["sigma"] = hit
+    tab_t, tab_s = hit[1], hit[2]
+    x = ts.reshape(-1).clamp(tab_t[0], tab_t[-1])
+    i = torch.searchsorted(tab_t, x).clamp(1, len(tab_t) - 1)
+    t0, t1, s0, s1 = tab_t[i - 1], tab_t[i], tab_s[i - 1], tab_s[i]
+    gap = t1 - t0
+    w = (x - t0) / torch.where(gap > 0, gap, torch.ones_like(gap))
+    return torch.where(gap > 0, s0 + w * (s1 - s0), s1).reshape(ts.shape)
+
+
+def loop_facts(pipe: Any) -> tuple[bool, bool, bool, float]:
+    """(two calls per step, conditional call first, packed latents, sign of the output in the
+    velocity the loop hands the scheduler) of ``pipe``'s loop (:data:`TWO_CALL_PIPELINES`,
+    ``_pack_latents`` with ``_unpack_latents``, :data:`NEGATED_OUTPUT`)."""
+    name = type(pipe).__name__
+    first = next((v for k, v in TWO_CALL_PIPELINES.items() if name.startswith(k)), None)
+    packed = hasattr(pipe, "_unpack_latents") and hasattr(pipe, "_pack_latents")
+    sign = -1.0 if any(name.startswith(k) for k in NEGATED_OUTPUT) else 1.0
+    return first is not None, bool(first), packed, sign
+
+
+def call_arg_names(pipe: Any) -> tuple[str, str]:
+    """(CFG scale, prompt mask) argument names of ``pipe(...)``: ``true_cfg_scale`` where it
+    exists (Flux, Qwen-Image: their ``guidance_scale`` is the distilled-guidance embedding), else
+    ``guidance_scale``; ``prompt_embeds_mask`` (Qwen-Image) or ``prompt_attention_mask``."""
+    params = inspect.signature(pipe.__call__).parameters
+    return (
+        "true_cfg_scale" if "true_cfg_scale" in params else "guidance_scale",
+        "prompt_embeds_mask" if "prompt_embeds_mask" in params else "prompt_attention_mask",
+    )
