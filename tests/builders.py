@@ -407,8 +407,8 @@ def build_tiny_flux_pipeline(
 ):
     """A random-weight ``FluxPipeline`` (true CFG with ``true_cfg_scale`` and a negative
     prompt: two transformer calls per step) on 2×2-packed latents: ``FluxTransformer2DModel``
-    (16 = 4·2·2 input channels), a CLIP (pooled) and a T5 text encoder,
-    ``FlowMatchEulerDiscreteScheduler``."""
+    (16 = 4·2·2 input channels), a CLIP (pooled) and a T5 text encoder, FLUX.1-dev's
+    ``FlowMatchEulerDiscreteScheduler`` (dynamic shifting: μ from the image sequence length)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel, T5EncoderModel
 
@@ -426,8 +426,13 @@ def build_tiny_flux_pipeline(
         pooled_projection_dim=text_dim,
         axes_dims_rope=(4, 4, 8),
     )
+    # FLUX.1-dev's scheduler: dynamic shifting, μ from the image sequence length
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096,
+    )
     pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        scheduler=scheduler,
         vae=_tiny_vae(resolution, shift_factor=0.0, use_quant_conv=False, use_post_quant_conv=False),
         text_encoder=CLIPTextModel(_clip_config(tok1, text_dim)).eval(),
         tokenizer=tok1,
@@ -607,5 +612,75 @@ def build_tiny_sana_pipeline(
         sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
     pipe = SanaPipeline(tokenizer=tok, text_encoder=_gemma2(tok, text_dim), vae=vae, transformer=transformer.eval(),
                         scheduler=sched)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_qwenimage_pipeline(
+    resolution: int = 16,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 16,
+):
+    """A random-weight ``QwenImagePipeline`` (true CFG with ``true_cfg_scale`` and a negative
+    prompt: two transformer calls per step, the guided velocity rescaled to the conditional
+    one's norm) on 2×2-packed latents: ``QwenImageTransformer2DModel`` (16 = 4·2·2 input
+    channels), a tiny ``Qwen2_5_VLForConditionalGeneration`` text encoder, a tiny
+    ``AutoencoderKLQwenImage`` (scale factor 4), ``FlowMatchEulerDiscreteScheduler`` with
+    dynamic shifting."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = build_word_tokenizer(list(texts) + ["system user assistant im_start im_end describe image"])
+    tok.model_max_length = 1024
+    torch.manual_seed(seed)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=text_dim,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    n = len(tok)
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": text_dim,
+            "intermediate_size": text_dim,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "vocab_size": n + 8,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0,
+        },
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": text_dim},
+        hidden_size=text_dim,
+        vocab_size=n + 8,
+        vision_start_token_id=n + 1,
+        vision_end_token_id=n + 2,
+        vision_token_id=n + 3,
+        image_token_id=n + 4,
+        video_token_id=n + 5,
+    )
+    enc = Qwen2_5_VLForConditionalGeneration(config).eval()
+    z = 4
+    vae = AutoencoderKLQwenImage(
+        base_dim=z * 6, z_dim=z, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
+        latents_mean=[0.0] * z, latents_std=[1.0] * z,
+    ).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192,
+        shift_terminal=0.02,
+    )
+    pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=enc, tokenizer=tok, transformer=transformer.eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe

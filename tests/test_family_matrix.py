@@ -78,6 +78,10 @@ FAMILIES: dict[str, Family] = {
         "build_tiny_flux_pipeline", "flow", dict(height=16, width=16, negative_prompt=""),
         encode=dict(max_sequence_length=16), scale="true_cfg_scale",
     ),
+    "Qwen-Image": Family(
+        "build_tiny_qwenimage_pipeline", "flow", dict(height=32, width=32, negative_prompt=""),
+        encode=dict(max_sequence_length=16), scale="true_cfg_scale",
+    ),
     "Lumina 2": Family(
         "build_tiny_lumina2_pipeline", "flow", dict(height=64, width=64),
         encode=dict(max_sequence_length=16, system_prompt=""), sign=-1.0,
