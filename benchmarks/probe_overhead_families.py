@@ -2,7 +2,7 @@
 
 One process; for each family of ``tests/test_family_matrix.FAMILIES`` (tiny random-weight
 pipelines, built offline), the same prompt and seed: wall time of the bare pipeline call and of
-the same call under a :class:`reschrom.probe.GuidanceProbe` (bands of g, ε_cond, ε_uncond per
+the same call under a :class:`reschrom.measure.probe.GuidanceProbe` (bands of g, ε_cond, ε_uncond per
 step; for true-CFG loops the two calls of a step paired), median of ``--repeats`` interleaved
 runs each, and the ratio probed / bare (goal ≤ 1.05). Also checks the latents are bitwise equal.
 
@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from reschrom.probe import GuidanceProbe  # noqa: E402
+from reschrom.measure.probe import GuidanceProbe  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
