@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from reschrom.measure.probe import GuidanceProbe  # noqa: E402
+from reschrom.measure.probe import GuidanceProbe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe = _pipe(name)
         kw = {**_kw(name), "num_inference_steps": args.steps}
 
-        def run() -> torch.Tensor:
+        def run(pipe=pipe, kw=kw) -> torch.Tensor:
             with torch.no_grad():
                 return pipe("a red circle", generator=torch.Generator().manual_seed(0), **kw).images
 
