@@ -338,7 +338,6 @@ class PromptComposer:
 # --------------------------------------------------------------------------------------
 
 
-
 def to_chw(images: Any) -> torch.Tensor:
     """Pipeline ``np`` output (B, H, W, C) in [0, 1] → float64 (B, C, H, W)."""
     if isinstance(images, torch.Tensor):

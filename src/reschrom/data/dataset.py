@@ -34,7 +34,6 @@ from reschrom.io import CorruptFileError, atomic_path, read_parquet, write_parqu
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 
 
-
 def to_rgb_square(img: Any, resolution: int) -> np.ndarray:
     """A PIL image → uint8 (3, R, R): RGBA composited on white, grey/palette to RGB,
     centre-cropped to a square, resized with a Lanczos filter (antialiased)."""

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
-
 EpsFn = Callable[["torch.Tensor", "torch.Tensor", Any], "torch.Tensor"]
 """eps(x_t, alpha_bar (B,), cond) -> ε̂ in the VP convention of eq. 1."""
 

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from reschrom.theory.schedules import Schedule
 
 
-
 class ModelContractError(ValueError):
     """A model breaks the denoiser contract. The message is one line:
     ``model 'NAME' (factory 'mod:fn'): <what is wrong>``."""

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from reschrom.theory.schedules import Schedule
 
 
-
 def ddim_time_grid(schedule: Schedule, num_inference_steps: int, alpha_bar_min: float = 1e-4) -> np.ndarray:
     """The descending ``t_frac`` grid of :func:`sample_cfg`: N points uniform in the schedule's
     own time, t_start·(N, N−1, …, 1)/N.
