@@ -24,7 +24,7 @@ run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 # The rule graph: the report draws each run's own (no graphviz needed). `make rulegraph` refreshes
-# the committed docs/rulegraph.svg shown in docs/cluster.md (tests/test_hygiene.py); it needs graphviz's dot.
+# the committed docs/rulegraph.svg shown in docs/cluster.md (tests/project/test_hygiene.py); it needs graphviz's dot.
 rulegraph: $(BIN)/.installed
 	@command -v dot >/dev/null 2>&1 || { echo "make rulegraph needs graphviz's 'dot' (apt-get install graphviz)"; exit 1; }
 	mkdir -p results docs

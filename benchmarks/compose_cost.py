@@ -46,7 +46,7 @@ def main() -> None:
 
         pipe = load_pipeline(args.model, device="cpu", dtype="float32")
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
         from builders import build_tiny_if_pipeline
 
         pipe = build_tiny_if_pipeline(resolution=args.resolution, block_out_channels=(64, 128))

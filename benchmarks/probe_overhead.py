@@ -46,7 +46,7 @@ def _sd15_random():
     """A StableDiffusionPipeline whose UNet has SD 1.5's architecture and random weights."""
     from diffusers import UNet2DConditionModel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
     from builders import build_tiny_sd_pipeline
 
     pipe = build_tiny_sd_pipeline(resolution=128, seed=0, text_dim=768)
@@ -71,7 +71,7 @@ def _pipeline(model: str | None):
         from reschrom.models.pipelines import load_pipeline
 
         return load_pipeline(path, "cpu", "float32"), path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
     from builders import build_tiny_if_pipeline
 
     return build_tiny_if_pipeline(resolution=32, seed=0), "tiny IF 32×32 (random weights)"
@@ -89,8 +89,8 @@ def _module_model(args: argparse.Namespace):
 
         return ModuleModel.from_object("toy_flow", load_flow_t2i(folder)), f"{folder} as a module model"
     root = Path(__file__).resolve().parents[1]
-    spec = {"kind": "module", "path": str(root / "tests" / "user_models"), "factory": "edm_classes:load"}
-    return load_module_model("edm_classes", spec, "cpu", None), "tests/user_models/edm_classes (analytic, 12×12)"
+    spec = {"kind": "module", "path": str(root / "tests" / "helpers" / "user_models"), "factory": "edm_classes:load"}
+    return load_module_model("edm_classes", spec, "cpu", None), "tests/helpers/user_models/edm_classes (analytic, 12×12)"
 
 
 def _interleaved(fns, repeats):

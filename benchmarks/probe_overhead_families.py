@@ -1,6 +1,6 @@
 """Overhead of the guidance probe (§4.1) on every pipeline family of the test matrix.
 
-One process; for each family of ``tests/test_family_matrix.FAMILIES`` (tiny random-weight
+One process; for each family of ``tests/models/test_family_matrix.FAMILIES`` (tiny random-weight
 pipelines, built offline), the same prompt and seed: wall time of the bare pipeline call and of
 the same call under a :class:`reschrom.measure.probe.GuidanceProbe` (bands of g, ε_cond, ε_uncond per
 step; for true-CFG loops the two calls of a step paired), median of ``--repeats`` interleaved
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 
 from reschrom.measure.probe import GuidanceProbe
 

@@ -17,7 +17,7 @@ shard size (default: 64, and 1 = one job per prompt, the layout before shards), 
 
 The model is the trained toy (results/models/shapes/toy of the repository, measured as a
 ``kind: pipeline`` folder) when it exists, else a tiny random-weight IF pipeline from
-tests/builders.py. Steps and samples are kept small (10 steps, 1 sample, 1 seed, CPU) so that the
+tests/helpers/builders.py. Steps and samples are kept small (10 steps, 1 sample, 1 seed, CPU) so that the
 comparison finishes in minutes; what it measures is the per-job overhead, which does not depend on
 them. Run: .venv/bin/python benchmarks/prompt_scale.py [--n 256] [--sizes 64 1] [--cores 2]
 """
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "helpers"))
 
 from reschrom.io import read_parquet  # noqa: E402
 from reschrom.measure.prompts import read_prompt_suite  # noqa: E402
@@ -55,7 +55,7 @@ def model_folder(tmp: Path, prompts: list[str]) -> tuple[Path, str]:
 
     folder = tmp / "tiny_if"
     build_tiny_if_pipeline(resolution=16, seed=0, texts=prompts, block_out_channels=(32, 64)).save_pretrained(folder)
-    return folder, "a tiny random-weight IF pipeline (16×16, tests/builders.py; no trained toy found)"
+    return folder, "a tiny random-weight IF pipeline (16×16, tests/helpers/builders.py; no trained toy found)"
 
 
 def run(tmp: Path, folder: Path, suite: Path, size: int, cores: int) -> tuple[float, Path]:

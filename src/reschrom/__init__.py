@@ -1,7 +1,7 @@
 """reschrom: Resolution Chromatography of Diffusion Models (Hwang, Park and Jo).
 
 The library is split into subpackages by role, in layers: a module imports only its own layer
-and the layers below (``tests/test_layout.py`` declares the order and checks it, with no import
+and the layers below (``tests/project/test_layout.py`` declares the order and checks it, with no import
 cycle and no module over 550 lines):
 
 ====  ===============================  =====================================================

@@ -6,7 +6,7 @@ A package therefore lists its public names and the submodule that defines each, 
 :func:`lazy_exports` gives it a module ``__getattr__`` that imports that submodule when a name is
 first read (``reschrom.compose.PromptComposer`` imports ``reschrom.compose.composer`` then), and a
 ``__dir__`` that lists them. This is not a way around an import cycle: inside the library every
-module imports a name from the module that defines it (``tests/test_layout.py``).
+module imports a name from the module that defines it (``tests/project/test_layout.py``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ TWO_CALL_PIPELINES: dict[str, bool] = {
 (``pipeline_flux.py``, ``pipeline_qwenimage.py``, ``pipeline_lumina2.py``,
 ``pipeline_cogview4.py``): all four call ``transformer(..., prompt_embeds)`` first, then, when
 CFG is on, ``transformer(..., negative_prompt_embeds)`` on the same ``latents`` tensor;
-``tests/test_families.py`` checks the order against the embeddings each call receives."""
+``tests/models/test_families.py`` checks the order against the embeddings each call receives."""
 
 REFUSED_TWO_CALL: tuple[str, ...] = ("Chroma", "HiDream")
 """True-CFG families whose loop the adapter has not been checked against: refused by name."""

@@ -9,7 +9,7 @@ The project writes no model, scheduler or pipeline by hand (DESIGN.md, Architect
   stage I and Stable Diffusion 1.5.
 
 The library's one tokenizer builder is :func:`reschrom.models.builders.build_word_tokenizer`; tiny
-random-weight pipelines of every family (for tests and benchmarks) live in ``tests/builders.py``.
+random-weight pipelines of every family (for tests and benchmarks) live in ``tests/helpers/builders.py``.
 Nothing here touches the network except :func:`load_pipeline` given a hub id.
 """
 
@@ -108,7 +108,7 @@ def load_pipeline(
         index = json.loads((Path(path) / "model_index.json").read_text())
         kw.update({k: None for k, v in index.items() if isinstance(v, list) and v[:2] == [None, None]})
         # diffusers loads a custom class only from an imported module; folders saved before the
-        # library had subpackages name the alias reschrom.precondition (tests/test_precondition.py)
+        # library had subpackages name the alias reschrom.precondition (tests/models/test_precondition.py)
         if any(isinstance(v, list) and v[:1] in (["reschrom.models.precondition"], ["reschrom.precondition"])
                for v in index.values()):
             import reschrom.precondition  # noqa: F401  (the alias; it imports reschrom.models.precondition)

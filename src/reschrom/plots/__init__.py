@@ -7,7 +7,7 @@ chromatography heatmap); :mod:`~reschrom.plots.theory`, :mod:`~reschrom.plots.ch
 :mod:`~reschrom.plots.tables` writes the report's tables. **A new figure goes into its stage's
 module here**, with a ``scripts/plot_*.py``, a rule and a ``report/*.rst`` caption.
 
-No module imports torch or diffusers (tests/test_plots.py): a plotting job starts in about a second.
+No module imports torch or diffusers (tests/plots/test_plots.py): a plotting job starts in about a second.
 
 May import: every layer below (:mod:`reschrom.io`, :mod:`reschrom.theory`, :mod:`reschrom.measure`,
 :mod:`reschrom.compose` …), their torch-free modules only.

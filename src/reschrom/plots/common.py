@@ -2,7 +2,7 @@
 level labels and the chromatography heatmap.
 
 Every figure module of :mod:`reschrom.plots` draws with plain matplotlib on the headless Agg
-backend, in ``constrained_layout`` so that no two labels overlap at any dpi (tests/test_plots.py
+backend, in ``constrained_layout`` so that no two labels overlap at any dpi (tests/plots/test_plots.py
 checks every figure), and imports neither torch nor diffusers: a plotting job starts in well under
 a second or two.
 """

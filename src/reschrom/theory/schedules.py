@@ -318,7 +318,7 @@ def ddpm_betas(
     rescale_betas_zero_snr: bool = False,
 ) -> np.ndarray:
     """β_1 … β_T of diffusers' ``DDPMScheduler`` (and DDIM, DPM-Solver, … which share them) in
-    NumPy, float32 as diffusers stores them: no torch or diffusers import (tests/test_theory.py
+    NumPy, float32 as diffusers stores them: no torch or diffusers import (tests/theory/test_theory.py
     checks every ``beta_schedule`` against diffusers).
 
     linear: linspace(β_start, β_end); scaled_linear: linspace(√β_start, √β_end)²;
