@@ -37,7 +37,7 @@ the schedule design, the converters of the ε contract and the workflow's entry 
 names are imported on first use (PEP 562, :mod:`reschrom.lazy`): ``import reschrom`` and
 ``import reschrom.config`` (run while Snakemake plans) load neither torch nor diffusers.
 
-``reschrom.models.precondition`` is kept as an alias of :mod:`reschrom.models.precondition`: model
+``reschrom.precondition`` is kept as an alias of :mod:`reschrom.models.precondition`: model
 folders saved before the subpackages name it in their ``model_index.json``.
 """
 
