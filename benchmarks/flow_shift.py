@@ -25,7 +25,7 @@ import yaml
 from reschrom.io import write_parquet
 from reschrom.measure.aggregate import aggregate_chromatography
 from reschrom.measure.agreement import agreement_table
-from reschrom.measure.measurement import measure_guidance_denoiser
+from reschrom.measure.measurement import measure_guidance
 from reschrom.measure.prompts import read_prompts
 from reschrom.models.flow import load_flow_t2i
 from reschrom.models.module import ModuleModel
@@ -39,7 +39,7 @@ def measure(folder: str, shift: float, prompts: list[str], steps: int, samples: 
     den = ModuleModel.from_object(f"toy_flow_shift{shift:g}", obj, factory="reschrom.models.flow:load_flow_t2i")
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        df, _ = measure_guidance_denoiser(
+        df, _ = measure_guidance(
             den, list(prompts), model=den.name, seeds=[0], num_samples=samples, guidance_scale=guidance,
             num_inference_steps=steps,
         )

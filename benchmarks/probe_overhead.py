@@ -18,7 +18,7 @@ width 768: 860 M parameters) in a ``StableDiffusionPipeline`` with a tiny CLIP t
 tiny VAE, on 64×64 latents (SD 1.5 at 512 px), output_type ``latent``: the denoising loop alone.
 
 ``--model module`` measures a denoiser model (the `kind: module` path, sampled by the project's
-own DDIM with CFG): ``reschrom.measure.measurement.measure_guidance_denoiser`` plus the Parquet dump
+own DDIM with CFG): ``reschrom.measure.measurement.measure_guidance`` plus the Parquet dump
 against ``reschrom.sampling.cfg.sample_cfg`` alone on the same model, prompt and seed. The model is
 the trained rectified-flow toy (results/models/shapes/toy_flow) wrapped as a module model, or
 with ``--module-path DIR --factory mod:fn`` any module model.
@@ -106,7 +106,7 @@ def _interleaved(fns, repeats):
 
 
 def main_module(args: argparse.Namespace) -> None:
-    from reschrom.measure.measurement import measure_guidance_denoiser
+    from reschrom.measure.measurement import measure_guidance
     from reschrom.sampling.cfg import model_noise, sample_cfg
 
     den, name = _module_model(args)
@@ -119,8 +119,8 @@ def main_module(args: argparse.Namespace) -> None:
                    x_T=model_noise(den, args.images, 0))
 
     def probed() -> None:
-        df, _ = measure_guidance_denoiser(den, prompt, model="bench", seeds=[0], num_samples=args.images,
-                                          guidance_scale=5.0, num_inference_steps=args.steps)
+        df, _ = measure_guidance(den, prompt, model="bench", seeds=[0], num_samples=args.images,
+                                 guidance_scale=5.0, num_inference_steps=args.steps)
         write_parquet(df, os.path.join(out_dir, "p.parquet"))
 
     (tb, tp), (cb, cp) = _interleaved([bare, probed], args.repeats)

@@ -79,7 +79,6 @@ API: dict[str, str] = {
     "ProbeResult": "measure.probe",
     "prompt_id": "measure.prompts",
     "measure_guidance": "measure.measurement",
-    "measure_guidance_denoiser": "measure.measurement",
     "aggregate_chromatography": "measure.aggregate",
     "agreement_table": "measure.agreement",
     "capturing_x0": "measure.trajectory",

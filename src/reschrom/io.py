@@ -8,6 +8,7 @@ file in its error when the file is missing or corrupt.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -115,3 +116,18 @@ def read_images(path: str | os.PathLike, key: str = "images", limit: int | None 
     if limit is not None:
         x = x[:limit]
     return x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def image_grid(x: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
+    """The one image mosaic: a (rows·H, ncol·W, C) uint8 grid of a batch (N, C, H, W) in [-1, 1]
+    (a NumPy array or a CPU tensor), rounded to 8 bits, white padding of ``pad`` pixels
+    between images. The upscaling grids (``reschrom.sampling.upscale.save_grid``) and Fig. 6
+    (``reschrom.plots.upscale``) draw with it."""
+    imgs = np.round((np.clip(np.asarray(x, dtype=np.float32), -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    n, h, w, c = imgs.shape
+    nrow = max(1, math.ceil(n / ncol))
+    grid = np.full((nrow * (h + pad) - pad, ncol * (w + pad) - pad, c), 255, np.uint8)
+    for i in range(n):
+        r, cc = divmod(i, ncol)
+        grid[r * (h + pad) : r * (h + pad) + h, cc * (w + pad) : cc * (w + pad) + w] = imgs[i]
+    return grid

@@ -24,7 +24,7 @@ from reschrom.io import read_parquet, write_parquet
 from reschrom.measure.aggregate import aggregate_chromatography, write_chromatography
 from reschrom.measure.agreement import agreement_table
 from reschrom.measure.guidance import GUIDANCE_COLUMNS, UNDEFINED_RATIO, UndefinedStepsWarning
-from reschrom.measure.measurement import measure_guidance, measure_guidance_denoiser
+from reschrom.measure.measurement import measure_guidance
 from reschrom.measure.probe import GuidanceProbe
 from reschrom.measure.prompts import prompt_id
 from reschrom.models.oracle import build_oracle_pipeline
@@ -141,7 +141,7 @@ def test_a_model_whose_guidance_never_vanishes_raises_no_warning(tmp_path):
             sys.path.remove(str(USER_MODELS))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndefinedStepsWarning)
-        df, _ = measure_guidance_denoiser(
+        df, _ = measure_guidance(
             m, ["digit 3"], model="mine", seeds=[0], num_samples=2, guidance_scale=3.0, num_inference_steps=6
         )
         p = tmp_path / f"{prompt_id('digit 3')}.parquet"

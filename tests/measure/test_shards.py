@@ -25,7 +25,7 @@ from reschrom.measure.aggregate import (
 )
 from reschrom.measure.agreement import AGREEMENT_INTERVALS, agreement_table
 from reschrom.measure.guidance import GUIDANCE_COLUMNS
-from reschrom.measure.measurement import measure_guidance, measure_guidance_denoiser, prompt_generators
+from reschrom.measure.measurement import measure_guidance, prompt_generators
 from reschrom.measure.probe import GuidanceProbe
 from reschrom.measure.prompts import DEFAULT_CATEGORY, assign_shards, prompt_id, read_prompt_suite
 from rounding import assert_equal_up_to_rounding
@@ -161,8 +161,8 @@ def test_batched_dumps_equal_single_prompt_dumps_denoiser():
            "text_encoder": {"d_model": 16, "num_layers": 1, "num_heads": 2, "d_ff": 32}, "shift": 3.0}
     obj = build_flow_t2i(build_word_tokenizer(PROMPTS), cfg, sample_size=8)
     den = ModuleModel.from_object("flow", obj, device="cpu", dtype=torch.float32)
-    batched, _ = measure_guidance_denoiser(den, PROMPTS, batch_prompts=3, **KW)
-    alone = pd.concat([measure_guidance_denoiser(den, p, batch_prompts=1, **KW)[0] for p in PROMPTS])
+    batched, _ = measure_guidance(den, PROMPTS, batch_prompts=3, **KW)
+    alone = pd.concat([measure_guidance(den, p, batch_prompts=1, **KW)[0] for p in PROMPTS])
     _assert_same_dumps(batched, alone)
 
 

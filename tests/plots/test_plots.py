@@ -271,11 +271,12 @@ def test_upscale_figures(tmp_path, figures, dpi, rows):
 
 def test_upscale_images_read_without_torch_match_upscale_load_images(tmp_path):
     """reschrom.io.read_images (the figures' reader, no torch) reads samples as
-    reschrom.sampling.upscale.load_images does (uint8 and float files)."""
+    reschrom.sampling.upscale.load_images does (uint8 and float files), and the one image grid
+    (reschrom.io.image_grid) draws both alike."""
     from safetensors.numpy import save_file
 
-    from reschrom.io import read_images
-    from reschrom.sampling.upscale import image_grid, load_images
+    from reschrom.io import image_grid, read_images
+    from reschrom.sampling.upscale import load_images
 
     rng = np.random.default_rng(0)
     save_file({"images": rng.integers(0, 255, (5, 3, 8, 8), dtype=np.uint8)}, str(tmp_path / "u.safetensors"))
@@ -284,7 +285,7 @@ def test_upscale_images_read_without_torch_match_upscale_load_images(tmp_path):
         ref = load_images(tmp_path / f"{name}.safetensors", limit=4)
         x = read_images(tmp_path / f"{name}.safetensors", limit=4)
         np.testing.assert_array_equal(x, ref.numpy())
-        np.testing.assert_array_equal(plots_upscale.image_grid_np(x, 3, pad=2), image_grid(ref, 3, pad=2))
+        np.testing.assert_array_equal(image_grid(x, 3, pad=2), image_grid(ref, 3, pad=2))
 
 
 @pytest.mark.parametrize("dpi", DPIS)

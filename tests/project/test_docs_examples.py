@@ -15,7 +15,7 @@ non-blank line before the fence (CONTRIBUTING.md, "Code blocks in README.md and 
   ``my_module.py`` of a ``kind: module`` folder; it is written beside ``tests/helpers/doc_examples/*``
   (the names it imports, and the ``weights.safetensors`` they write), loaded by
   ``reschrom.models.module.load_module_model`` from another working directory and measured for a few
-  steps (``measure_guidance_denoiser``).
+  steps (``measure_guidance``).
 * ``<!-- example: needs-gpu -->``, ``needs-hub``, ``needs-cluster``, ``needs-data``: what the
   block needs is not here; python is compiled and its imports are imported, bash goes through
   ``bash -n``.
@@ -185,11 +185,11 @@ def _imports_only(code: str) -> str:
 MODULE_CHECK = """
 import json, sys
 from reschrom.models.module import load_module_model
-from reschrom.measure import measure_guidance_denoiser
+from reschrom.measure import measure_guidance
 folder, factory = sys.argv[1], sys.argv[2]
 m = load_module_model("mine", {"kind": "module", "path": folder, "factory": factory})
-df, _ = measure_guidance_denoiser(m, ["digit 3", "digit 5"], model="mine", seeds=[0], num_samples=2,
-                                  guidance_scale=3.0, num_inference_steps=6)
+df, _ = measure_guidance(m, ["digit 3", "digit 5"], model="mine", seeds=[0], num_samples=2,
+                         guidance_scale=3.0, num_inference_steps=6)
 print(json.dumps({"resolution": m.resolution, "rows": len(df), "levels": sorted(df["resolution"].unique().tolist()),
                   "defined": bool(df["defined"].all())}))
 """

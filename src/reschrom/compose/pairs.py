@@ -6,22 +6,16 @@ where no model may be loaded.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def slugify(text: str, max_len: int = 40) -> str:
-    """Lower-case ASCII slug: words joined by '-', at most ``max_len`` characters."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:max_len].rstrip("-") or "prompt"
+from reschrom.measure.prompts import prompt_id
 
 
 def pair_id(structure: str, texture: str) -> str:
-    """A safe, stable id of a prompt pair: slug of the texture prompt + 8 hex of a hash of both."""
-    h = hashlib.sha1(f"{structure}\x00{texture}".encode()).hexdigest()[:8]
-    return f"{slugify(texture)}-{h}"
+    """A safe, stable id of a prompt pair: :func:`reschrom.measure.prompts.prompt_id` of
+    (texture, structure), the slug of the texture prompt and 10 hex of a hash of both."""
+    return prompt_id(texture, structure)
 
 
 def sweep_etas(etas: Sequence[float]) -> list[float]:

@@ -1,10 +1,14 @@
 """Composing sweeps (paper §4.3, Fig. 5): a pair of prompts composed over η, the rule entry point
 (:func:`run_compose_pair`), with the level energies of every image and the model's schedule table.
+
+:func:`compose_sweep` takes any model of the registry: a diffusers pipeline (run by
+:class:`reschrom.compose.composer.PromptComposer`) or a ``kind: module`` model (the project's DDIM
+with eq. 6's weights), chosen by :func:`reschrom.models.module.is_denoiser`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,13 +17,17 @@ from reschrom.compose.composer import PromptComposer, save_png, to_chw
 from reschrom.compose.pairs import COMPOSE_COLUMNS, eta_label, pair_id, sweep_etas
 from reschrom.compose.weights import make_weights
 from reschrom.models.adapters import PipelineAdapter
+from reschrom.models.module import is_denoiser
 
 
-def model_schedule_table(pipe: Any, kernel: int = 2, n_t: int = 200) -> Any:
-    """The theory table (eq. 16, 18) of the model's own schedule at its denoiser's resolution."""
+def model_schedule_table(net: Any, kernel: int = 2, n_t: int = 200) -> Any:
+    """The theory table (eq. 16, 18) of the model's own schedule at its denoiser's resolution:
+    a diffusers pipeline's through the adapter layer, a ``kind: module`` model's own."""
     from reschrom.theory.resolution import theory_table
 
-    adapter = PipelineAdapter.for_pipeline(pipe)
+    if is_denoiser(net):
+        return theory_table(net.schedule, int(net.resolution), n_t, kernel)
+    adapter = PipelineAdapter.for_pipeline(net)
     return theory_table(adapter.schedule(name="model"), adapter.resolution, n_t, kernel)
 
 
@@ -59,7 +67,7 @@ def _sweep_rows(
 
 
 def compose_sweep(
-    pipe: Any,
+    net: Any,
     pairs: Sequence[Mapping[str, str]],
     etas: Sequence[float],
     out_dir: str,
@@ -76,14 +84,68 @@ def compose_sweep(
 ) -> Any:
     """Render every pair at every η of :func:`sweep_etas` with one seed; return the metrics.
 
+    ``net`` is any model of the registry (what :func:`reschrom.models.registry.load_model`
+    returns), dispatched by :func:`reschrom.models.module.is_denoiser`: a diffusers pipeline
+    is run by :class:`reschrom.compose.composer.PromptComposer` (its own loop, eq. 6's weights
+    hooked in through the adapter layer; ``device`` is its generator's device, default the
+    pipeline's execution device; ``call_kwargs`` go to the pipeline call); a ``kind: module``
+    model by the project's DDIM (eq. 4) with eq. 6's time-dependent weights, evaluating only the
+    active prompts at each step (``t_frac`` of the weights is the schedule's time fraction; its
+    images are x0 mapped from [-1, 1] to [0, 1]; ``call_kwargs`` are refused, ``device`` must be
+    the model's).
+
     Images go to ``{out_dir}/{pair_id}/eta_{η}.png``; every η of one pair starts from the same
-    initial noise (a generator seeded ``seed`` on ``device``). Returns the DataFrame of
-    :data:`COMPOSE_COLUMNS` (rows for the configured η and the references 0 and 1).
+    initial noise (seeded ``seed``). Returns the DataFrame of :data:`COMPOSE_COLUMNS` (rows for
+    the configured η and the references 0 and 1).
     """
     import os
 
     import pandas as pd
 
+    opts = dict(
+        seed=int(seed), guidance_scale=float(guidance_scale), num_inference_steps=int(num_inference_steps),
+        weighting=weighting, width=width, kernel=kernel,
+    )
+    if is_denoiser(net):
+        if call_kwargs:
+            raise ValueError(f"model {model!r}: call_kwargs are diffusers pipeline arguments; a kind: module model takes none")
+        if device is not None and torch.device(device) != net.device:
+            raise ValueError(f"model {model!r}: device {device} is not the model's ({net.device})")
+        render = _denoiser_renderer(net, **opts)
+    else:
+        render = _pipeline_renderer(net, model=model, device=device, call_kwargs=call_kwargs, **opts)
+    rows = []
+    for pair in pairs:
+        s, x = str(pair["structure"]), str(pair["texture"])
+        pid = pair_id(s, x)
+        draw = render(s, x)
+        images: dict[float, torch.Tensor] = {}
+        for eta in sweep_etas(etas):
+            images[eta] = img = draw(eta)
+            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
+        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
+    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
+
+
+_Renderer = Callable[[str, str], Callable[[float], torch.Tensor]]
+"""A strategy of :func:`compose_sweep`: (structure, texture) → (η → the (1, C, H, W) image in [0, 1])."""
+
+
+def _pipeline_renderer(
+    pipe: Any,
+    *,
+    model: str,
+    seed: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    weighting: str,
+    width: float | None,
+    kernel: int,
+    device: torch.device | str | None,
+    call_kwargs: Mapping[str, Any] | None,
+) -> _Renderer:
+    """A diffusers pipeline through :class:`PromptComposer`; every η from a generator seeded
+    ``seed`` on ``device``."""
     from reschrom.theory.resolution import num_levels
 
     dev = torch.device(device) if device is not None else pipe._execution_device
@@ -92,15 +154,12 @@ def compose_sweep(
     M = num_levels(adapter.resolution, kernel)
     schedule = adapter.schedule(name=model) if weighting == "bands" else None
     extra = dict(call_kwargs or {})
-    rows = []
-    for pair in pairs:
-        s, x = str(pair["structure"]), str(pair["texture"])
-        pid = pair_id(s, x)
-        images: dict[float, torch.Tensor] = {}
-        for eta in sweep_etas(etas):
+
+    def render(s: str, x: str) -> Callable[[float], torch.Tensor]:
+        def draw(eta: float) -> torch.Tensor:
             w = make_weights(weighting, eta, width, schedule, M, T, kernel)
             composer = PromptComposer(pipe, [s, x], w, device=dev)
-            gen = torch.Generator(device=dev).manual_seed(int(seed))
+            gen = torch.Generator(device=dev).manual_seed(seed)
             out = composer(
                 generator=gen,
                 guidance_scale=guidance_scale,
@@ -108,63 +167,46 @@ def compose_sweep(
                 output_type="np",
                 **extra,
             )
-            img = to_chw(out.images)[:1]
-            images[eta] = img
-            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
-        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
-    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
+            return to_chw(out.images)[:1]
+
+        return draw
+
+    return render
 
 
-# --------------------------------------------------------------------------------------
-# config glue: models and prompt pairs
-# --------------------------------------------------------------------------------------
-
-
-def compose_sweep_denoiser(
+def _denoiser_renderer(
     den: Any,
-    pairs: Sequence[Mapping[str, str]],
-    etas: Sequence[float],
-    out_dir: str,
     *,
-    model: str,
-    seed: int = 0,
-    guidance_scale: float = 7.5,
-    num_inference_steps: int = 50,
-    weighting: str = "heaviside",
-    width: float | None = None,
-    kernel: int = 2,
-) -> Any:
-    """:func:`compose_sweep` for a denoiser model (``kind: module``, the flow-matching toy):
-    the project's DDIM (eq. 4) with eq. 6's time-dependent weights, evaluating only the
-    active prompts at each step. ``t_frac`` of the weights is the schedule's time fraction.
-    Images are the model's x0 mapped from [-1, 1] to [0, 1]."""
-    import os
-
-    import pandas as pd
-
+    seed: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    weighting: str,
+    width: float | None,
+    kernel: int,
+) -> _Renderer:
+    """A ``kind: module`` model through :func:`reschrom.sampling.cfg.sample_cfg` with the
+    weights of eq. 6; every η from x_T of :func:`reschrom.sampling.cfg.model_noise` (``seed``)."""
     from reschrom.sampling.cfg import model_noise, sample_cfg
     from reschrom.theory.resolution import num_levels
 
     M = num_levels(int(den.resolution), kernel)
-    rows = []
-    for pair in pairs:
-        s, x = str(pair["structure"]), str(pair["texture"])
-        pid = pair_id(s, x)
+
+    def render(s: str, x: str) -> Callable[[float], torch.Tensor]:
         conds = [den.encode([s]), den.encode([x])]
         uncond = den.null_condition(1)
-        images: dict[float, torch.Tensor] = {}
-        for eta in sweep_etas(etas):
+
+        def draw(eta: float) -> torch.Tensor:
             w = make_weights(weighting, eta, width, den.schedule, M, 1, kernel)
-            x_T = model_noise(den, 1, int(seed), den.device)
+            x_T = model_noise(den, 1, seed, den.device)
             x0 = sample_cfg(
-                den, conds, uncond, weights=w, guidance_scale=float(guidance_scale),
-                num_inference_steps=int(num_inference_steps), x_T=x_T,
+                den, conds, uncond, weights=w, guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps, x_T=x_T,
             )
-            img = ((x0.double().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
-            images[eta] = img
-            save_png(img[0], os.path.join(out_dir, pid, f"eta_{eta_label(eta)}.png"))
-        rows += _sweep_rows(images, model, pid, s, x, weighting, seed, kernel)
-    return pd.DataFrame(rows, columns=COMPOSE_COLUMNS)
+            return ((x0.double().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+        return draw
+
+    return render
 
 
 def run_compose_pair(
@@ -191,24 +233,17 @@ def run_compose_pair(
     import tempfile
 
     from reschrom.io import write_parquet
-    from reschrom.models.registry import is_denoiser_model, load_model
-    from reschrom.theory.resolution import theory_table
+    from reschrom.models.registry import load_model
 
     net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
     pid = pair_id(pair["structure"], pair["texture"])
-    common = dict(
-        model=model, seed=seed, guidance_scale=float(settings["guidance_scale"]),
-        num_inference_steps=int(settings["num_inference_steps"]), weighting=weighting, width=width, kernel=kernel,
-    )
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_dir)) or ".") as tmp:
-        if is_denoiser_model(model_spec):
-            df = compose_sweep_denoiser(net, [pair], etas, tmp, **common)
-            table = theory_table(net.schedule, int(net.resolution), 200, kernel)
-        else:
-            df = compose_sweep(net, [pair], etas, tmp, **common)
-            table = model_schedule_table(net, kernel)
+        df = compose_sweep(
+            net, [pair], etas, tmp, model=model, seed=seed, guidance_scale=float(settings["guidance_scale"]),
+            num_inference_steps=int(settings["num_inference_steps"]), weighting=weighting, width=width, kernel=kernel,
+        )
         os.makedirs(out_dir, exist_ok=True)
         for name in os.listdir(os.path.join(tmp, pid)):
             shutil.move(os.path.join(tmp, pid, name), os.path.join(out_dir, name))
-    write_parquet(table, theory_out)
+    write_parquet(model_schedule_table(net, kernel), theory_out)
     write_parquet(df, metrics_out)

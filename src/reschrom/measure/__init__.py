@@ -48,10 +48,7 @@ EXPORTS: dict[str, str] = {
     'warn_undefined': 'guidance',
     'DEFAULT_BATCH_PROMPTS': 'measurement',
     'iter_guidance': 'measurement',
-    'iter_guidance_denoiser': 'measurement',
-    'iter_model_guidance': 'measurement',
     'measure_guidance': 'measurement',
-    'measure_guidance_denoiser': 'measurement',
     'prompt_generators': 'measurement',
     'write_guidance_dump': 'measurement',
     'write_guidance_shard': 'measurement',
@@ -92,7 +89,6 @@ EXPORTS: dict[str, str] = {
     'snapshot_steps': 'trajectory',
     'spectra_frame': 'trajectory',
     'x0_spectra': 'trajectory',
-    'x0_spectra_denoiser': 'trajectory',
 }
 """Public name → the submodule that defines it."""
 

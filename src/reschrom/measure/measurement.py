@@ -1,10 +1,11 @@
 """Measuring the chromatography of CFG (paper §4.1, eq. 19): one guidance dump per prompt.
 
-:func:`measure_guidance` runs a CFG pipeline on a list of prompts, ``batch_prompts`` per call,
-under a :class:`reschrom.measure.probe.GuidanceProbe` and returns the per-(sample, step, m) band
-energies of the CFG term g = ε(x,t;c) − ε(x,t) (:func:`measure_guidance_denoiser` for denoiser
-models); each prompt draws its noise from its own generator, so its dump does not depend on its
-batch. :func:`write_guidance_shard` is the rule entry point of a shard (one
+:func:`measure_guidance` is the one entry point for any model of the registry: it runs the model
+on a list of prompts, ``batch_prompts`` per call, and returns the per-(sample, step, m) band
+energies of the CFG term g = ε(x,t;c) − ε(x,t). A diffusers pipeline runs its own loop under a
+:class:`reschrom.measure.probe.GuidanceProbe`; a ``kind: module`` model runs the project's DDIM
+with CFG (the choice is :func:`reschrom.models.module.is_denoiser`'s). Each prompt draws its
+noise from its own generator, so its dump does not depend on its batch. :func:`write_guidance_shard` is the rule entry point of a shard (one
 ``results/guidance/{model}/{prompt_id}.parquet`` per prompt), :func:`write_guidance_dump` that of
 one prompt (with the optional tensors).
 
@@ -79,7 +80,7 @@ def _as_prompt_list(prompt: str | Sequence[str]) -> list[str]:
 
 
 def iter_guidance(
-    pipe: Any,
+    net: Any,
     prompts: Sequence[str],
     *,
     model: str,
@@ -95,30 +96,132 @@ def iter_guidance(
 ) -> Iterator[tuple[str, pd.DataFrame, list[Any]]]:
     """:func:`measure_guidance` one prompt at a time: yields ``(prompt, dump, results)`` in
     prompt order, each as soon as its batch is measured (so a shard job holds one batch)."""
+    from reschrom.models.module import is_denoiser
+
+    _check_guidance(guidance_scale, model)
+    n = int(num_samples)
+    run = dict(
+        seeds=[int(s) for s in seeds], n=n, guidance_scale=float(guidance_scale),
+        num_inference_steps=int(num_inference_steps), kernel=kernel, keep_tensors=keep_tensors,
+    )
+    batches = _batches(list(prompts), batch_prompts)
+    if is_denoiser(net):
+        if negative_prompt is not None:
+            raise ValueError(
+                f"model {model!r}: negative_prompt is a diffusers pipeline argument; "
+                "a kind: module model's unconditional branch is its null_condition"
+            )
+        measured = _probe_denoiser(net, batches, **run)
+    else:
+        measured = _probe_pipeline(net, batches, resolution=resolution, negative_prompt=negative_prompt, **run)
+    for batch, per_seed in measured:
+        yield from _prompt_frames(batch, per_seed, n, model, kernel)
+
+
+def _probe_pipeline(
+    pipe: Any,
+    batches: Iterator[Sequence[str]],
+    *,
+    seeds: list[int],
+    n: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    kernel: int,
+    keep_tensors: bool,
+    resolution: int | None,
+    negative_prompt: str | None,
+) -> Iterator[tuple[Sequence[str], list[tuple[int, Any]]]]:
+    """The strategy for a diffusers pipeline: its own loop, one call per batch and seed, under a
+    :class:`reschrom.measure.probe.GuidanceProbe` hooked through the adapter layer. Yields
+    ``(batch, [(seed, ProbeResult of the batch)])``."""
     import torch
 
     from reschrom.measure.probe import GuidanceProbe
     from reschrom.models.adapters import PipelineAdapter
 
-    _check_guidance(guidance_scale, model)
     adapter = PipelineAdapter.for_pipeline(pipe)
     kw = adapter.call_kwargs(resolution)
-    n = int(num_samples)
-    for batch in _batches(list(prompts), batch_prompts):
+    for batch in batches:
         per_seed = []
         for seed in seeds:
             with torch.inference_mode(), GuidanceProbe(adapter, kernel=kernel, keep_tensors=keep_tensors) as probe:
                 pipe(
                     list(batch),
-                    num_inference_steps=int(num_inference_steps),
-                    guidance_scale=float(guidance_scale),
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
                     num_images_per_prompt=n,
                     negative_prompt=None if negative_prompt is None else [negative_prompt] * len(batch),
-                    generator=prompt_generators(len(batch), int(seed), n),
+                    generator=prompt_generators(len(batch), seed, n),
                     **kw,
                 )
-            per_seed.append((int(seed), probe.result()))
-        yield from _prompt_frames(batch, per_seed, n, model, kernel)
+            per_seed.append((seed, probe.result()))
+        yield batch, per_seed
+
+
+def _probe_denoiser(
+    den: Any,
+    batches: Iterator[Sequence[str]],
+    *,
+    seeds: list[int],
+    n: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    kernel: int,
+    keep_tensors: bool,
+) -> Iterator[tuple[Sequence[str], list[tuple[int, Any]]]]:
+    """The strategy for a denoiser model (``kind: module``, the flow-matching toy): the project's
+    DDIM (eq. 4) with CFG (eq. 5) over the model's own schedule, on ``len(batch) × n`` images
+    (each prompt's x_T drawn by its own generator seeded with the seed, as
+    :func:`reschrom.sampling.cfg.model_noise`, so its dump does not depend on its batch mates);
+    at each step the band energies (eq. 19) of g = ε(x,t;c) − ε(x,t), ε(x,t;c) and ε(x,t) are
+    accumulated on the device and moved to the host once per batch and seed. ``t`` is the
+    schedule's native time (σ for EDM and flow matching), ``t_frac`` its time fraction,
+    ``alpha_bar`` the VP ᾱ of the step. Yields ``(batch, [(seed, ProbeResult of the batch)])``."""
+    import torch
+
+    from reschrom.measure.probe import ProbeResult
+    from reschrom.sampling.cfg import model_noise, sample_cfg
+    from reschrom.theory.pyramid import band_energies
+
+    rec: dict[str, list] = {}
+
+    def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):
+        g = eps_c - eps_u
+        rec["e"].append(torch.stack([band_energies(g, kernel), band_energies(eps_c, kernel), band_energies(eps_u, kernel)]))
+        rec["t_frac"].append(float(t_frac))
+        rec["alpha_bar"].append(float(alpha_bar))
+        if keep_tensors:
+            for key, v in (("x_t", x_t), ("eps_uncond", eps_u), ("eps_cond", eps_c)):
+                rec[key].append(v.to(torch.float16).clone())
+
+    for batch in batches:
+        k = len(batch)
+        cond = den.encode([p for p in batch for _ in range(n)])
+        uncond = den.null_condition(k * n)
+        per_seed = []
+        for seed in seeds:
+            for key in ("e", "t_frac", "alpha_bar", "x_t", "eps_uncond", "eps_cond"):
+                rec[key] = []
+            # each prompt's x_T from its own generator: the same as measured alone
+            x_T = torch.cat([model_noise(den, n, seed, den.device) for _ in range(k)])
+            sample_cfg(
+                den, [cond], uncond, guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps, x_T=x_T, on_step=on_step,
+            )
+            frac = np.asarray(rec["t_frac"])
+            tensors = {key: torch.stack(rec[key]).cpu() for key in ("x_t", "eps_uncond", "eps_cond")} if keep_tensors else {}
+            t_native = np.asarray(den.schedule.native_t(frac), dtype=np.float64)
+            res = ProbeResult(
+                t_native,
+                torch.stack(rec["e"]).to("cpu", torch.float64).numpy(),
+                tensors,
+                alpha_bar=np.asarray(rec["alpha_bar"], dtype=np.float64),
+                t_frac=frac,
+                t_native=t_native,
+                resolution=int(den.resolution),
+            )
+            per_seed.append((seed, res))
+        yield batch, per_seed
 
 
 def _prompt_frames(
@@ -144,7 +247,7 @@ def _prompt_frames(
 
 
 def measure_guidance(
-    pipe: Any,
+    net: Any,
     prompt: str | Sequence[str],
     *,
     model: str,
@@ -158,20 +261,32 @@ def measure_guidance(
     negative_prompt: str | None = None,
     batch_prompts: int = DEFAULT_BATCH_PROMPTS,
 ) -> tuple[pd.DataFrame, list[Any]]:
-    """Run a diffusers CFG pipeline on one prompt or a list under a guidance probe; rows of the dump contract.
+    """Measure the CFG term of any model of the registry on one prompt or a list; rows of the dump contract.
 
-    Any family the adapter layer knows (:mod:`reschrom.models.adapters`: IF, SD ε and v-prediction,
-    SD3-style flow transformers, the oracle): the probe records the CFG term in ε units
-    (eq. 19) and ᾱ per step, and leaves the pipeline's images bitwise unchanged. One pipeline
-    call per batch of ``batch_prompts`` prompts and seed (``num_images_per_prompt =
-    num_samples``), with the generators of :func:`prompt_generators` (CPU generators: the dump
-    is reproducible on any device, and a prompt's dump does not depend on its batch mates).
-    Returns the table (``reschrom.measure.guidance.GUIDANCE_COLUMNS`` plus ``alpha_bar``; prompts in order)
-    and the ProbeResults, one per (prompt, seed), prompt-major.
+    ``net`` is what :func:`reschrom.models.registry.load_model` returns, dispatched by
+    :func:`reschrom.models.module.is_denoiser`:
+
+    * a diffusers CFG pipeline of any family the adapter layer knows
+      (:mod:`reschrom.models.adapters`: IF, SD ε and v-prediction, SD3-style flow transformers,
+      the oracle) runs its own loop under a :class:`reschrom.measure.probe.GuidanceProbe`, which
+      records the CFG term in ε units (eq. 19) and ᾱ per step and leaves the pipeline's images
+      bitwise unchanged; one pipeline call per batch of ``batch_prompts`` prompts and seed
+      (``num_images_per_prompt = num_samples``), with the generators of
+      :func:`prompt_generators` (CPU generators: the dump is reproducible on any device);
+      ``resolution`` and ``negative_prompt`` are passed to it;
+    * a :class:`reschrom.models.module.ModuleModel` (``kind: module``, the flow-matching toy) is
+      sampled by the project's DDIM (eq. 4) with CFG (eq. 5) over its own schedule at its own
+      resolution (``resolution`` is not used; ``negative_prompt`` is refused), each prompt's x_T
+      from its own generator (:func:`reschrom.sampling.cfg.model_noise`); ``t`` is the
+      schedule's native time (σ for EDM and flow matching).
+
+    Either way a prompt's dump does not depend on its batch mates. Returns the table
+    (``reschrom.measure.guidance.GUIDANCE_COLUMNS`` plus ``alpha_bar``; prompts in order) and the
+    ProbeResults, one per (prompt, seed), prompt-major.
     """
     frames, results = [], []
     for _, df, res in iter_guidance(
-        pipe, _as_prompt_list(prompt), model=model, seeds=seeds, num_samples=num_samples,
+        net, _as_prompt_list(prompt), model=model, seeds=seeds, num_samples=num_samples,
         guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, resolution=resolution,
         kernel=kernel, keep_tensors=keep_tensors, negative_prompt=negative_prompt, batch_prompts=batch_prompts,
     ):
@@ -185,109 +300,15 @@ def _check_guidance(guidance_scale: float, model: str) -> None:
         raise ValueError(f"model {model!r}: guidance_scale {guidance_scale} must be > 1: the probe measures the CFG term")
 
 
-def iter_guidance_denoiser(
-    den: Any,
-    prompts: Sequence[str],
-    *,
-    model: str,
-    seeds: Sequence[int],
-    num_samples: int,
-    guidance_scale: float,
-    num_inference_steps: int,
-    kernel: int = 2,
-    keep_tensors: bool = False,
-    batch_prompts: int = DEFAULT_BATCH_PROMPTS,
-) -> Iterator[tuple[str, pd.DataFrame, list[Any]]]:
-    """:func:`measure_guidance_denoiser` one prompt at a time (``(prompt, dump, results)``)."""
-    import torch
-
-    from reschrom.measure.probe import ProbeResult
-    from reschrom.sampling.cfg import model_noise, sample_cfg
-    from reschrom.theory.pyramid import band_energies
-
-    _check_guidance(guidance_scale, model)
-    n = int(num_samples)
-    rec: dict[str, list] = {}
-
-    def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):
-        g = eps_c - eps_u
-        rec["e"].append(torch.stack([band_energies(g, kernel), band_energies(eps_c, kernel), band_energies(eps_u, kernel)]))
-        rec["t_frac"].append(float(t_frac))
-        rec["alpha_bar"].append(float(alpha_bar))
-        if keep_tensors:
-            for key, v in (("x_t", x_t), ("eps_uncond", eps_u), ("eps_cond", eps_c)):
-                rec[key].append(v.to(torch.float16).clone())
-
-    for batch in _batches(list(prompts), batch_prompts):
-        k = len(batch)
-        cond = den.encode([p for p in batch for _ in range(n)])
-        uncond = den.null_condition(k * n)
-        per_seed = []
-        for seed in seeds:
-            for key in ("e", "t_frac", "alpha_bar", "x_t", "eps_uncond", "eps_cond"):
-                rec[key] = []
-            # each prompt's x_T from its own generator: the same as measured alone
-            x_T = torch.cat([model_noise(den, n, int(seed), den.device) for _ in range(k)])
-            sample_cfg(
-                den, [cond], uncond, guidance_scale=float(guidance_scale),
-                num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
-            )
-            frac = np.asarray(rec["t_frac"])
-            tensors = {key: torch.stack(rec[key]).cpu() for key in ("x_t", "eps_uncond", "eps_cond")} if keep_tensors else {}
-            t_native = np.asarray(den.schedule.native_t(frac), dtype=np.float64)
-            res = ProbeResult(
-                t_native,
-                torch.stack(rec["e"]).to("cpu", torch.float64).numpy(),
-                tensors,
-                alpha_bar=np.asarray(rec["alpha_bar"], dtype=np.float64),
-                t_frac=frac,
-                t_native=t_native,
-                resolution=int(den.resolution),
-            )
-            per_seed.append((int(seed), res))
-        yield from _prompt_frames(batch, per_seed, n, model, kernel)
-
-
-def measure_guidance_denoiser(
-    den: Any,
-    prompt: str | Sequence[str],
-    *,
-    model: str,
-    seeds: Sequence[int],
-    num_samples: int,
-    guidance_scale: float,
-    num_inference_steps: int,
-    kernel: int = 2,
-    keep_tensors: bool = False,
-    batch_prompts: int = DEFAULT_BATCH_PROMPTS,
-) -> tuple[pd.DataFrame, list[Any]]:
-    """The same measurement for a denoiser model (``kind: module``, the flow-matching toy):
-    the project's DDIM (eq. 4) with CFG (eq. 5) over the model's own schedule, on batches of
-    ``batch_prompts`` prompts × ``num_samples`` images (each prompt's x_T drawn by its own
-    generator seeded with the seed, as :func:`reschrom.sampling.cfg.model_noise`, so its dump
-    does not depend on its batch mates); at each step the band energies (eq. 19) of
-    g = ε(x,t;c) − ε(x,t), ε(x,t;c) and ε(x,t) are accumulated on the device and moved to the
-    host once per batch and seed. ``t`` is the schedule's native time (σ for EDM and flow
-    matching), ``t_frac`` its time fraction, ``alpha_bar`` the VP ᾱ of the step.
-    """
-    frames, results = [], []
-    for _, df, res in iter_guidance_denoiser(
-        den, _as_prompt_list(prompt), model=model, seeds=seeds, num_samples=num_samples,
-        guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, kernel=kernel,
-        keep_tensors=keep_tensors, batch_prompts=batch_prompts,
-    ):
-        frames.append(df)
-        results += res
-    return pd.concat(frames, ignore_index=True), results
-
-
 def _measure_settings(settings: Mapping[str, Any], model: str, kernel: int, keep_tensors: bool) -> dict[str, Any]:
+    """The keywords of :func:`iter_guidance` from a stage's ``settings``."""
     return dict(
         model=model,
         seeds=settings["seeds"],
         num_samples=int(settings["num_samples"]),
         guidance_scale=float(settings["guidance_scale"]),
         num_inference_steps=int(settings["num_inference_steps"]),
+        resolution=settings.get("resolution"),
         kernel=kernel,
         keep_tensors=keep_tensors,
         batch_prompts=int(settings.get("batch_prompts", DEFAULT_BATCH_PROMPTS)),
@@ -302,25 +323,6 @@ def _load_for_measurement(model_spec: Mapping[str, Any], settings: Mapping[str, 
     if threads:
         torch.set_num_threads(int(threads))
     return load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
-
-
-def iter_model_guidance(
-    net: Any,
-    model_spec: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    prompts: Sequence[str],
-    *,
-    model: str,
-    kernel: int = 2,
-    keep_tensors: bool = False,
-) -> Iterator[tuple[str, pd.DataFrame, list[Any]]]:
-    """Per-prompt dumps of a loaded registry model: a denoiser or a diffusers pipeline."""
-    from reschrom.models.registry import is_denoiser_model
-
-    common = _measure_settings(settings, model, kernel, keep_tensors)
-    if is_denoiser_model(model_spec):
-        return iter_guidance_denoiser(net, list(prompts), **common)
-    return iter_guidance(net, list(prompts), resolution=settings.get("resolution"), **common)
 
 
 def write_guidance_dump(
@@ -349,9 +351,7 @@ def write_guidance_dump(
     from reschrom.measure.probe import ProbeResult, save_tensors
 
     net = _load_for_measurement(model_spec, settings, device, threads)
-    ((_, df, results),) = list(
-        iter_model_guidance(net, model_spec, settings, [prompt], model=model, kernel=kernel, keep_tensors=tensors_out is not None)
-    )
+    ((_, df, results),) = list(iter_guidance(net, [prompt], **_measure_settings(settings, model, kernel, tensors_out is not None)))
     if out is not None:
         write_parquet(df, out)
     if tensors_out is not None:
@@ -392,6 +392,6 @@ def write_guidance_shard(
     net = _load_for_measurement(model_spec, settings, device, threads)
     texts = list(prompts.values())
     ids = list(prompts)
-    for i, (prompt, df, _) in enumerate(iter_model_guidance(net, model_spec, settings, texts, model=model, kernel=kernel)):
+    for i, (prompt, df, _) in enumerate(iter_guidance(net, texts, **_measure_settings(settings, model, kernel, False))):
         assert prompt == texts[i]
         write_parquet(df, by_id[ids[i]])

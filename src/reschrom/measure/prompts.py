@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import unicodedata
@@ -27,18 +28,22 @@ PROMPT_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 """Every prompt id matches this (a Snakemake wildcard constraint)."""
 
 
-def prompt_id(text: str, max_slug: int = 40) -> str:
-    """A stable, safe file name for a prompt: ``<slug>-<10 hex of sha256(text)>``.
+def prompt_id(text: str, *more: str, max_slug: int = 40) -> str:
+    """A stable, safe file name for a prompt, or for a tuple of prompts: ``<slug>-<10 hex of sha256>``.
 
-    The slug is the text transliterated to ASCII (NFKD), lower-cased, with every run of other
-    characters replaced by one ``-`` and cut to ``max_slug`` characters ("prompt" if nothing
-    is left, e.g. for non-Latin scripts). The hash covers the exact UTF-8 text, so distinct
-    texts get distinct ids (up to a 2^-40 collision chance) and '/', '..', quotes and
-    newlines can never reach a path.
+    The one id function of the project: guidance dumps are named by ``prompt_id(prompt)``,
+    composing pairs by ``prompt_id(texture, structure)``
+    (:func:`reschrom.compose.pairs.pair_id`). The slug is the first text transliterated to
+    ASCII (NFKD), lower-cased, with every run of other characters replaced by one ``-`` and cut
+    to ``max_slug`` characters ("prompt" if nothing is left, e.g. for non-Latin scripts). The
+    hash covers the exact UTF-8 text (of several texts: their JSON list, so no two tuples share
+    it), so distinct texts get distinct ids (up to a 2^-40 collision chance) and '/', '..',
+    quotes and newlines can never reach a path.
     """
     s = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", s).strip("-")[:max_slug].strip("-") or "prompt"
-    digest = hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:10]
+    hashed = json.dumps([str(t) for t in (text, *more)], ensure_ascii=False) if more else str(text)
+    digest = hashlib.sha256(hashed.encode("utf-8")).hexdigest()[:10]
     return f"{slug}-{digest}"
 
 

@@ -16,7 +16,9 @@ are dropped.
 (``reschrom.theory.spectra.rapsd``) of the change x̂0(t_k) - x̂0(t_{k-1}) between consecutive steps:
 coarse-to-fine generation shows as power moving from low to high frequencies as t → 0.
 For latent models (Stable Diffusion) x̂0 and its spectrum live in latent space; the snapshots
-are decoded by the VAE.
+are decoded by the VAE. The same function takes a ``kind: module`` model (a
+:class:`reschrom.models.module.ModuleModel`), sampled by the project's DDIM with CFG, x̂0 by
+eq. 7 of its guided ε at every step.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def snapshot_steps(num_steps: int, n_snapshots: int) -> list[int]:
 
 
 def x0_spectra(
-    pipe: Any,
+    net: Any,
     prompts: Sequence[str],
     n_samples: int = 8,
     batch_size: int = 4,
@@ -152,73 +154,130 @@ def x0_spectra(
 ) -> SpectraResult:
     """Average the RAPSD of x̂0 changes between consecutive steps over ``n_samples`` samples.
 
-    Sample i uses prompt ``prompts[i % len(prompts)]``; batch b is drawn with a generator
-    seeded ``seed + b`` on ``device`` (default: the pipeline's execution device). Snapshots of
-    x_t and x̂0 of sample 0 are kept at ``n_snapshots`` evenly spaced steps.
+    ``net`` is any model of the registry (what :func:`reschrom.models.registry.load_model`
+    returns), dispatched by :func:`reschrom.models.module.is_denoiser`: a diffusers pipeline
+    runs its own loop under :func:`capturing_x0` (batch b drawn with a generator seeded
+    ``seed + b`` on ``device``, default the pipeline's execution device; a latent model's x̂0
+    snapshots are decoded by its VAE); a ``kind: module`` model is sampled by the project's DDIM
+    (eq. 4) with CFG (eq. 5), x̂0 (eq. 7) of the guided ε at each step (batch b from
+    :func:`reschrom.sampling.cfg.model_noise` with seed ``seed + b``; ``device`` must be the
+    model's). Sample i uses prompt ``prompts[i % len(prompts)]``. ``timesteps`` are the
+    schedule's native times (the DDPM step, or σ). Snapshots of x_t and x̂0 of sample 0 are
+    kept at ``n_snapshots`` evenly spaced steps.
     """
+    from reschrom.models.module import is_denoiser
+
     if n_samples < 1 or batch_size < 1:
         raise ValueError("n_samples and batch_size must be ≥ 1")
-    dev = torch.device(device) if device is not None else pipe._execution_device
+    if is_denoiser(net):
+        if device is not None and torch.device(device) != net.device:
+            raise ValueError(f"x0_spectra: device {device} is not the model's ({net.device})")
+        run: _PipelineTrajectories | _DenoiserTrajectories = _DenoiserTrajectories(net, num_inference_steps, guidance_scale)
+    else:
+        run = _PipelineTrajectories(net, num_inference_steps, guidance_scale, device)
     total: torch.Tensor | None = None
-    timesteps: list[float] = []
-    fracs: list[float] = []
-    snaps_x: list[torch.Tensor] = []
-    snaps_0: list[torch.Tensor] = []
-    snap_steps: list[int] = []
-    done = 0
-    b = 0
+    first = X0Capture()
+    done = b = 0
     while done < n_samples:
         n = min(batch_size, n_samples - done)
         batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
-        state: dict[str, Any] = {"prev": None, "spec": [], "i": 0}
-
-        def on_step(t, x_t, x0, state=state):
-            if state["prev"] is not None:
-                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
-            state["prev"] = x0
-            state["i"] += 1
-
-        gen = torch.Generator(device=dev).manual_seed(seed + b)
-        with torch.no_grad(), capturing_x0(pipe, on_step=on_step, keep=(b == 0)) as cap:
-            pipe(
-                prompt=batch_prompts,
-                generator=gen,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                **_sample_kwargs(pipe),
-            )
-        spec = torch.stack(state["spec"]).double().cpu()  # (S-1, K), summed over the batch
+        spec, cap = run(batch_prompts, seed + b, keep=(b == 0))  # (S-1, K), summed over the batch
         total = spec if total is None else total + spec
         if b == 0:
-            timesteps = cap.t_native
-            fracs = cap.t_frac
-            S = len(cap.x0)
-            idx = snapshot_steps(S, n_snapshots)
-            snap_steps = idx
-            snaps_x = [cap.x_t[i][0].cpu() for i in idx]
-            snaps_0 = [cap.x0[i][0].cpu() for i in idx]
+            first = cap
         done += n
         b += 1
     assert total is not None
-    x0_snap = torch.stack(snaps_0)
-    x_snap = torch.stack(snaps_x)
-    vae = getattr(pipe, "vae", None)
-    if vae is not None:  # latent model: decode the x̂0 snapshots for display
-        with torch.no_grad():
-            lat = x0_snap.to(dev, vae.dtype) / vae.config.scaling_factor
-            x0_snap = vae.decode(lat).sample.float().cpu()
-        x_snap = x_snap[:, :3]
+    idx = snapshot_steps(len(first.x0), n_snapshots)
+    x_snap, x0_snap = run.snapshots(
+        torch.stack([first.x_t[i][0].cpu() for i in idx]), torch.stack([first.x0[i][0].cpu() for i in idx])
+    )
     return SpectraResult(
-        timesteps=np.asarray(timesteps, dtype=np.float64),
+        timesteps=np.asarray(first.t_native, dtype=np.float64),
         power=(total / n_samples).numpy(),
         n_samples=n_samples,
         snapshots={
             "x_t": x_snap.contiguous(),
             "x0": x0_snap.contiguous(),
-            "steps": torch.tensor(snap_steps),
-            "t_frac": torch.tensor(fracs, dtype=torch.float64),
+            "steps": torch.tensor(idx),
+            "t_frac": torch.tensor(first.t_frac, dtype=torch.float64),
         },
     )
+
+
+class _PipelineTrajectories:
+    """The strategy of :func:`x0_spectra` for a diffusers pipeline: its own loop, x̂0 from
+    :func:`capturing_x0` (through the adapter layer)."""
+
+    def __init__(self, pipe: Any, num_inference_steps: int, guidance_scale: float, device: torch.device | str | None) -> None:
+        self.pipe = pipe
+        self.kw = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, **_sample_kwargs(pipe))
+        self.dev = torch.device(device) if device is not None else pipe._execution_device
+
+    def __call__(self, prompts: list[str], seed: int, keep: bool) -> tuple[torch.Tensor, X0Capture]:
+        """The summed RAPSD of the x̂0 changes of one batch and, if ``keep``, its trajectory."""
+        state: dict[str, Any] = {"prev": None, "spec": []}
+
+        def on_step(t, x_t, x0):
+            if state["prev"] is not None:
+                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
+            state["prev"] = x0
+
+        gen = torch.Generator(device=self.dev).manual_seed(seed)
+        with torch.no_grad(), capturing_x0(self.pipe, on_step=on_step, keep=keep) as cap:
+            self.pipe(prompt=prompts, generator=gen, **self.kw)
+        return torch.stack(state["spec"]).double().cpu(), cap
+
+    def snapshots(self, x_snap: torch.Tensor, x0_snap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A latent model's snapshots for display: x̂0 decoded by the VAE, x_t's first 3 channels."""
+        vae = getattr(self.pipe, "vae", None)
+        if vae is None:
+            return x_snap, x0_snap
+        with torch.no_grad():
+            lat = x0_snap.to(self.dev, vae.dtype) / vae.config.scaling_factor
+            x0_snap = vae.decode(lat).sample.float().cpu()
+        return x_snap[:, :3], x0_snap
+
+
+class _DenoiserTrajectories:
+    """The strategy of :func:`x0_spectra` for a ``kind: module`` model: the project's DDIM
+    (eq. 4) with CFG (eq. 5), x̂0 = eq. 7 of the guided ε (:func:`posterior_mean`)."""
+
+    def __init__(self, den: Any, num_inference_steps: int, guidance_scale: float) -> None:
+        self.den = den
+        self.num_inference_steps = int(num_inference_steps)
+        self.guidance_scale = float(guidance_scale)
+
+    def __call__(self, prompts: list[str], seed: int, keep: bool) -> tuple[torch.Tensor, X0Capture]:
+        """The summed RAPSD of the x̂0 changes of one batch and its times (with x_t, x̂0 of the
+        first sample if ``keep``)."""
+        from reschrom.sampling.cfg import model_noise, sample_cfg
+
+        den = self.den
+        cap = X0Capture()
+        state: dict[str, Any] = {"prev": None, "spec": []}
+
+        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g):
+            x0 = posterior_mean(x_t.float(), eps_g.float(), float(alpha_bar))
+            if state["prev"] is not None:
+                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
+            state["prev"] = x0
+            cap.t_frac.append(float(t_frac))
+            if keep:
+                cap.x_t.append(x_t[:1].float().cpu())
+                cap.x0.append(x0[:1].cpu())
+
+        n = len(prompts)
+        sample_cfg(
+            den, [den.encode(prompts)], den.null_condition(n), guidance_scale=self.guidance_scale,
+            num_inference_steps=self.num_inference_steps, x_T=model_noise(den, n, seed, den.device), on_step=on_step,
+        )
+        cap.t_native = np.asarray(den.schedule.native_t(np.asarray(cap.t_frac)), dtype=np.float64).tolist()
+        cap.timesteps = list(cap.t_native)
+        return torch.stack(state["spec"]).double().cpu(), cap
+
+    def snapshots(self, x_snap: torch.Tensor, x0_snap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x_snap, x0_snap
 
 
 def spectra_frame(
@@ -262,73 +321,6 @@ def save_snapshots(result: SpectraResult, path: str | os.PathLike) -> None:
         save_file(data, str(tmp))
 
 
-def x0_spectra_denoiser(
-    den: Any,
-    prompts: Sequence[str],
-    n_samples: int = 8,
-    batch_size: int = 4,
-    seed: int = 0,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 4.0,
-    n_snapshots: int = 6,
-) -> SpectraResult:
-    """:func:`x0_spectra` for a denoiser model (``kind: module``, the flow-matching toy), sampled
-    with the project's DDIM (eq. 4) and CFG (eq. 5): x̂0 (eq. 7) of the guided ε at each step.
-    ``timesteps`` are the schedule's native times (σ for EDM and flow matching)."""
-    from reschrom.sampling.cfg import model_noise, sample_cfg
-
-    if n_samples < 1 or batch_size < 1:
-        raise ValueError("n_samples and batch_size must be ≥ 1")
-    total: torch.Tensor | None = None
-    fracs: list[float] = []
-    snaps_x: list[torch.Tensor] = []
-    snaps_0: list[torch.Tensor] = []
-    snap_steps: list[int] = []
-    done = b = 0
-    while done < n_samples:
-        n = min(batch_size, n_samples - done)
-        batch_prompts = [prompts[(done + j) % len(prompts)] for j in range(n)]
-        state: dict[str, Any] = {"prev": None, "spec": [], "x": [], "x0": [], "t": []}
-
-        def on_step(step, t_frac, alpha_bar, x_t, eps_u, eps_c, eps_g, state=state, keep=(b == 0)):
-            x0 = posterior_mean(x_t.float(), eps_g.float(), float(alpha_bar))
-            if state["prev"] is not None:
-                state["spec"].append(rapsd((x0 - state["prev"]).float()).sum(0))
-            state["prev"] = x0
-            state["t"].append(float(t_frac))
-            if keep:
-                state["x"].append(x_t[0].float().cpu())
-                state["x0"].append(x0[0].cpu())
-
-        x_T = model_noise(den, n, seed + b, den.device)
-        sample_cfg(
-            den, [den.encode(batch_prompts)], den.null_condition(n), guidance_scale=float(guidance_scale),
-            num_inference_steps=int(num_inference_steps), x_T=x_T, on_step=on_step,
-        )
-        spec = torch.stack(state["spec"]).double().cpu()
-        total = spec if total is None else total + spec
-        if b == 0:
-            fracs = state["t"]
-            S = len(state["x0"])
-            snap_steps = snapshot_steps(S, n_snapshots)
-            snaps_x = [state["x"][i] for i in snap_steps]
-            snaps_0 = [state["x0"][i] for i in snap_steps]
-        done += n
-        b += 1
-    assert total is not None
-    return SpectraResult(
-        timesteps=np.asarray(den.schedule.native_t(np.asarray(fracs)), dtype=np.float64),
-        power=(total / n_samples).numpy(),
-        n_samples=n_samples,
-        snapshots={
-            "x_t": torch.stack(snaps_x).contiguous(),
-            "x0": torch.stack(snaps_0).contiguous(),
-            "steps": torch.tensor(snap_steps),
-            "t_frac": torch.tensor(fracs, dtype=torch.float64),
-        },
-    )
-
-
 def run_spectra(
     model_spec: dict[str, Any],
     settings: dict[str, Any],
@@ -342,11 +334,10 @@ def run_spectra(
     n_snapshots: int = 6,
     device: str = "auto",
 ) -> None:
-    """Rule glue: load registry model ``model_spec``, run :func:`x0_spectra` (or
-    :func:`x0_spectra_denoiser`) with the stage ``settings``, write the table
-    (:data:`SPECTRA_COLUMNS`) and the snapshots."""
+    """Rule glue: load registry model ``model_spec``, run :func:`x0_spectra` with the stage
+    ``settings``, write the table (:data:`SPECTRA_COLUMNS`) and the snapshots."""
     from reschrom.io import write_parquet
-    from reschrom.models.registry import is_denoiser_model, load_model
+    from reschrom.models.registry import load_model
 
     net = load_model(model_spec, device, resolution=settings.get("resolution"), sampler=settings.get("sampler", "default"))
     prompts = list(settings["prompts"])
@@ -358,7 +349,7 @@ def run_spectra(
         guidance_scale=float(settings["guidance_scale"]),
         n_snapshots=n_snapshots,
     )
-    res = (x0_spectra_denoiser if is_denoiser_model(model_spec) else x0_spectra)(net, prompts, **common)
+    res = x0_spectra(net, prompts, **common)
     table = spectra_frame(res, model, t_frac=res.snapshots.pop("t_frac").numpy())
     write_parquet(table, table_out)
     save_snapshots(res, snapshots_out)

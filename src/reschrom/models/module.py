@@ -392,6 +392,27 @@ class ModuleModel:
         )
 
 
+def is_denoiser(net: Any) -> bool:
+    """How a loaded registry model runs: the one dispatch of every stage's entry point
+    (``measure_guidance``, ``compose_sweep``, ``x0_spectra``).
+
+    True for a :class:`ModuleModel` (``kind: module``, the trained flow-matching toy): sampled
+    by the project's DDIM with CFG (eq. 4–6, :func:`reschrom.sampling.cfg.sample_cfg`),
+    observed through its ``on_step`` callback. False for a diffusers pipeline (kinds
+    ``pipeline``, ``oracle``, a trained ε model): run by its own loop and observed through the
+    hooks of :class:`reschrom.models.adapters.PipelineAdapter`. Anything else raises one line
+    naming its type.
+    """
+    if isinstance(net, ModuleModel):
+        return True
+    if callable(net) and hasattr(net, "scheduler"):
+        return False
+    raise TypeError(
+        f"{type(net).__name__} is neither a diffusers pipeline nor a reschrom.models.module.ModuleModel: "
+        "load it with reschrom.models.registry.load_model, or wrap a denoiser with ModuleModel.from_object"
+    )
+
+
 # --------------------------------------------------------------------------------------
 # DDIM with (composite) classifier-free guidance
 # --------------------------------------------------------------------------------------

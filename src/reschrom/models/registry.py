@@ -151,12 +151,6 @@ def model_inputs(config: Mapping[str, Any], name: str) -> list[str]:
     return []
 
 
-def is_denoiser_model(spec: Mapping[str, Any]) -> bool:
-    """True for models sampled by the project's own DDIM (modules, flow-matching toy models);
-    False for diffusers pipelines (sampled by their own loop, observed through hooks)."""
-    return spec["kind"] == "module" or (spec["kind"] == "trained" and spec.get("objective") == "flow_matching")
-
-
 def check_registry(config: Mapping[str, Any]) -> None:
     """DAG-time checks: stage names exist, entries are complete for their kind, module
     factories are importable (statically: no user code runs). Raises :class:`RegistryError`."""

@@ -56,7 +56,6 @@ EXPORTS: dict[str, str] = {
     'plot_training_log': 'training',
     'plot_training_logs': 'training',
     'ROW_LABELS': 'upscale',
-    'image_grid_np': 'upscale',
     'plot_upscale_grid': 'upscale',
     'plot_upscale_spectra': 'upscale',
 }

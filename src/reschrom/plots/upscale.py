@@ -6,7 +6,6 @@ no torch, so a plotting job starts in about a second.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from reschrom.io import read_images, read_parquet, save_figure
+from reschrom.io import image_grid, read_images, read_parquet, save_figure
 from reschrom.plots.common import LAYOUT
 
 ROW_LABELS = {
@@ -32,18 +31,6 @@ ROW_LABELS = {
     "data": "held-out data",
 }
 """The row label of each upscaling variant (Fig. 6)."""
-
-
-def image_grid_np(x: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
-    """A (rows·H, ncol·W, C) uint8 mosaic of a batch (N, C, H, W) in [-1, 1], white padding."""
-    imgs = np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
-    n, h, w, c = imgs.shape
-    nrow = max(1, math.ceil(n / ncol))
-    grid = np.full((nrow * (h + pad) - pad, ncol * (w + pad) - pad, c), 255, np.uint8)
-    for i in range(n):
-        r, cc = divmod(i, ncol)
-        grid[r * (h + pad) : r * (h + pad) + h, cc * (w + pad) : cc * (w + pad) + w] = imgs[i]
-    return grid
 
 
 def plot_upscale_grid(
@@ -64,7 +51,7 @@ def plot_upscale_grid(
         len(rows), 1, figsize=(1.0 * n + 2.0, 1.05 * len(rows) + 0.5), squeeze=False, layout=LAYOUT
     )
     for ax, v in zip(axes[:, 0], rows):
-        g = image_grid_np(imgs[v][:n], n, pad=max(1, h // 16))
+        g = image_grid(imgs[v][:n], n, pad=max(1, h // 16))
         ax.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray", interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reschrom.io import atomic_path, check_model_folder, read_images
+from reschrom.io import atomic_path, check_model_folder, image_grid, read_images
 from reschrom.sampling import samplers as sampling
 from reschrom.theory import pyramid
 from reschrom.theory import resolution as theory
@@ -329,29 +329,12 @@ def load_images(path: str | os.PathLike, key: str = "images", limit: int | None 
     return torch.from_numpy(read_images(path, key, limit))
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float (…, C, H, W) → uint8 (…, H, W, C), clamped."""
-    y = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return y.movedim(-3, -1).cpu().numpy()
-
-
-def image_grid(x: torch.Tensor, ncol: int, pad: int = 1) -> np.ndarray:
-    """A (rows·H, ncol·W, C) uint8 mosaic of a batch, white padding between images."""
-    imgs = to_uint8(x)
-    n, h, w, c = imgs.shape
-    nrow = max(1, math.ceil(n / ncol))
-    grid = np.full((nrow * (h + pad) - pad, ncol * (w + pad) - pad, c), 255, np.uint8)
-    for i in range(n):
-        r, cc = divmod(i, ncol)
-        grid[r * (h + pad) : r * (h + pad) + h, cc * (w + pad) : cc * (w + pad) + w] = imgs[i]
-    return grid
-
-
 def save_grid(x: torch.Tensor, path: str | os.PathLike, ncol: int = 8, scale: int = 2) -> None:
-    """PNG mosaic of a batch (atomic), each pixel repeated ``scale`` times for visibility."""
+    """PNG mosaic of a batch in [-1, 1] (:func:`reschrom.io.image_grid`, atomic), each pixel
+    repeated ``scale`` times for visibility."""
     from PIL import Image
 
-    g = image_grid(x, ncol)
+    g = image_grid(x.detach().float().cpu().numpy(), ncol)
     if scale > 1:
         g = g.repeat(scale, 0).repeat(scale, 1)
     with atomic_path(path, suffix=".png") as tmp:
