@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from reschrom.compose.weights import (
     make_weights,
     sigmoid_weights,
 )
+from reschrom.measure.prompts import PROMPT_ID_PATTERN, prompt_id
 from reschrom.theory.pyramid import band_energies
 from reschrom.theory.resolution import chromatography
 from reschrom.theory.schedules import CosineSchedule, ddpm_schedule
@@ -261,6 +263,43 @@ def test_sweep_metrics_and_images(tmp_path, oracle_pipe):
     assert img.shape == (16, 16, 3)
 
 
+@pytest.fixture(scope="module")
+def flow_model():
+    """The rectified-flow toy (untrained, 8×8) wrapped as a ``kind: module`` model."""
+    from reschrom.models.builders import build_flow_t2i, build_word_tokenizer
+    from reschrom.models.module import ModuleModel
+
+    torch.manual_seed(0)
+    cfg = {"block_out_channels": [8, 16], "attention": [False, True], "norm_num_groups": 4,
+           "text_encoder": {"d_model": 16, "num_layers": 1, "num_heads": 2, "d_ff": 32}, "shift": 3.0}
+    obj = build_flow_t2i(build_word_tokenizer([STRUCT, TEX]), cfg, sample_size=8)
+    return ModuleModel.from_object("flow", obj, device="cpu", dtype=torch.float32)
+
+
+def test_sweep_takes_a_module_model(tmp_path, flow_model):
+    """compose_sweep is the one entry point: a kind: module model runs the project's DDIM with
+    eq. 6's weights; at η = 0 and 1 its image is the single prompt's, bitwise."""
+    from reschrom.sampling.cfg import model_noise, sample_cfg
+
+    den = flow_model
+    pairs = [{"structure": STRUCT, "texture": TEX}]
+    df = compose.compose_sweep(den, pairs, [0.5], str(tmp_path), model="flow", seed=3, guidance_scale=3.0,
+                               num_inference_steps=5)
+    pid = pair_id(STRUCT, TEX)
+    assert sorted(p.name for p in (tmp_path / pid).iterdir()) == ["eta_0.0.png", "eta_0.5.png", "eta_1.0.png"]
+    assert list(df.columns) == compose.COMPOSE_COLUMNS and len(df) == 3 * 4  # η × levels 8 … 1
+    assert (df[df.eta == 0.0].energy_vs_structure == 0).all() and (df[df.eta == 1.0].energy_vs_texture == 0).all()
+    mid = df[df.eta == 0.5]
+    assert (mid.energy_vs_structure > 0).any() and (mid.energy_vs_texture > 0).any()
+    for eta, prompt in ((0.0, STRUCT), (1.0, TEX)):
+        x0 = sample_cfg(den, [den.encode([prompt])], den.null_condition(1), guidance_scale=3.0,
+                        num_inference_steps=5, x_T=model_noise(den, 1, 3, den.device))
+        ref = np.round(((x0.double() + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        assert np.array_equal(compose.load_png(str(tmp_path / pid / f"eta_{eta}.png")), ref / 255.0)
+    with pytest.raises(ValueError, match="call_kwargs"):
+        compose.compose_sweep(den, pairs, [0.5], str(tmp_path), model="flow", call_kwargs={"eta": 1.0})
+
+
 # --------------------------------------------------------------------------------------
 # pair ids and config expansion
 # --------------------------------------------------------------------------------------
@@ -272,6 +311,28 @@ def test_pair_ids_are_safe_and_stable():
     assert a.startswith("an-oil-painting-of-times-square-") and all(ch.isalnum() or ch == "-" for ch in a)
     assert pair_id("x", "y/../../etc") != pair_id("x2", "y/../../etc")
     assert "/" not in pair_id("x", "y/../../etc")
+
+
+def test_pair_id_is_the_prompt_id_of_the_pair():
+    """One id function: a pair is named by prompt_id of (texture, structure), the hash of their JSON list."""
+    import hashlib
+    import json
+
+    s, x = "A HD photo of times square", "An oil painting of times square"
+    digest = hashlib.sha256(json.dumps([x, s]).encode()).hexdigest()[:10]
+    assert pair_id(s, x) == prompt_id(x, s) == f"an-oil-painting-of-times-square-{digest}"  # slug of the texture
+    assert pair_id("émoji 🐶", "café") == prompt_id("café", "émoji 🐶") and pair_id("émoji 🐶", "café").startswith("cafe-")
+
+
+@given(st.text(max_size=30), st.text(max_size=30), st.text(max_size=30), st.text(max_size=30))
+def test_pair_ids_are_file_names_and_tell_pairs_apart(s1, x1, s2, x2):
+    a, b = pair_id(s1, x1), pair_id(s2, x2)
+    assert re.fullmatch(PROMPT_ID_PATTERN, a) and len(a) <= 51
+    assert a == pair_id(s1, x1)
+    if (s1, x1) != (s2, x2):
+        assert a != b
+    if s1 != x1:
+        assert pair_id(s1, x1) != pair_id(x1, s1)  # which prompt is the structure matters
 
 
 def test_expand_pairs_templates():

@@ -589,3 +589,15 @@ def test_user_edm_model_end_to_end() -> None:
     assert float(rms[:, 3].max()) < 0.15  # within the class std 0.1 (blocks sit at ±0.8)
     others = torch.cat([rms[:, :3], rms[:, 4:]], dim=1)
     assert float(others.min()) > 0.4
+
+
+def test_is_denoiser_dispatches_every_registry_model() -> None:
+    """The one dispatch of the stage entry points: a ModuleModel runs the project's DDIM, a
+    diffusers pipeline (the oracle) its own loop; anything else is refused in one line."""
+    from reschrom.models.module import is_denoiser
+    from reschrom.models.oracle import build_oracle_pipeline
+
+    assert is_denoiser(_gauss_model()) is True
+    assert is_denoiser(build_oracle_pipeline(resolution=8, device="cpu")) is False
+    with pytest.raises(TypeError, match=r"^SimpleNamespace is neither a diffusers pipeline nor .*ModuleModel"):
+        is_denoiser(_gauss_obj(8, None))  # the raw contract object, not wrapped

@@ -72,3 +72,20 @@ def test_garbled_or_missing_model_files_are_named(tmp_path):
     (folder / "scheduler" / "scheduler_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="scheduler"):
         load_model(folder)
+
+
+def test_image_grid_is_one_mosaic_for_arrays_and_tensors():
+    """reschrom.io.image_grid, the one grid of the upscaling PNGs and Fig. 6: [-1, 1] → 8 bits,
+    row-major, white padding, a NumPy array and a CPU tensor alike."""
+    import numpy as np
+    import torch
+
+    from reschrom.io import image_grid
+
+    x = np.stack([np.full((1, 2, 2), v, np.float32) for v in (-1.0, 0.0, 2.0)])  # 2.0 is clipped to 1
+    g = image_grid(x, ncol=2, pad=1)
+    assert g.dtype == np.uint8 and g.shape == (5, 5, 1)
+    assert (g[0:2, 0:2] == 0).all() and (g[0:2, 3:5] == 128).all() and (g[3:5, 0:2] == 255).all()
+    assert (g[2, :] == 255).all() and (g[:, 2] == 255).all() and (g[3:5, 3:5] == 255).all()  # padding, empty cell
+    np.testing.assert_array_equal(image_grid(torch.from_numpy(x), ncol=2, pad=1), g)
+    assert image_grid(np.zeros((4, 3, 2, 3), np.float32), ncol=4, pad=0).shape == (2, 12, 3)

@@ -257,3 +257,12 @@ def test_top_level_api_names_exist():
     api = _literal(SRC / "__init__.py", "API")
     bad = [f"{n} → {m}" for n, m in api.items() if n not in _public_names(SRC / (m.replace(".", "/") + ".py"))]
     assert not bad, f"reschrom.API names a module that does not define the name: {bad}"
+
+
+def test_one_public_path_per_stage():
+    """No public ``<name>_denoiser`` twin of a public ``<name>``: a stage has one entry point that
+    takes any registry model (a diffusers pipeline or a ``kind: module`` model), and the
+    module-model path is its internal strategy (``reschrom.models.module.is_denoiser``)."""
+    public = {n: _rel(p) for p in MODULES.values() for n in _public_names(p)}
+    twins = sorted(f"{n} ({public[n]})" for n in public if n.endswith("_denoiser") and n.removesuffix("_denoiser") in public)
+    assert not twins, f"public twins of a stage's entry point: {twins}; dispatch inside the one entry point"
