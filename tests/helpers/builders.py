@@ -684,3 +684,126 @@ def build_tiny_qwenimage_pipeline(
     pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=enc, tokenizer=tok, transformer=transformer.eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build_tiny_hunyuandit_pipeline(
+    resolution: int = 64,
+    seed: int = 0,
+    texts: Iterable[str] = DEFAULT_VOCAB_TEXTS,
+    text_dim: int = 16,
+):
+    """A random-weight ``HunyuanDiTPipeline`` on ``resolution/8`` latents (4 channels): a tiny
+    ``HunyuanDiT2DModel`` with learned variance (8 = 2·4 output channels), HunyuanDiT's two text
+    streams (a ``BertModel`` in CLIP's place, 77 tokens, and a ``T5EncoderModel`` in mT5's, 256
+    tokens, each with its attention mask), a tiny ``AutoencoderKL`` of scale factor 8 (the loop
+    sizes its rotary grid by ``height // 8``) and ``DDPMScheduler`` with v prediction, as the
+    released checkpoints."""
+    from diffusers import AutoencoderKL, DDPMScheduler, HunyuanDiT2DModel, HunyuanDiTPipeline
+    from transformers import BertConfig, BertModel, T5EncoderModel
+
+    tok1 = build_word_tokenizer(texts)
+    tok2 = build_word_tokenizer(texts)
+    tok2.model_max_length = 256
+    torch.manual_seed(seed)
+    transformer = HunyuanDiT2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        patch_size=2,
+        sample_size=resolution // 8,
+        hidden_size=16,
+        num_layers=2,
+        cross_attention_dim=text_dim,
+        cross_attention_dim_t5=text_dim,
+        pooled_projection_dim=8,
+    )
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tok1), hidden_size=text_dim, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=2 * text_dim, max_position_embeddings=80, pad_token_id=0,
+        ),
+        add_pooling_layer=False,
+    )
+    t5 = T5EncoderModel(_t5_config(tok2, text_dim))
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        sample_size=resolution,
+    ).eval()
+    sched = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.03, prediction_type="v_prediction",
+        clip_sample=False, steps_offset=1, timestep_spacing="leading",
+    )
+    pipe = HunyuanDiTPipeline(
+        vae=vae, text_encoder=bert.eval(), tokenizer=tok1, transformer=transformer.eval(), scheduler=sched,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, text_encoder_2=t5.eval(),
+        tokenizer_2=tok2,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_kandinsky22_pipeline(resolution: int = 32, seed: int = 0, embed_dim: int = 16):
+    """A random-weight ``KandinskyV22Pipeline`` (the decoder of Kandinsky 2.2) on
+    ``resolution/2`` latents (4 channels): a UNet conditioned on an image embedding
+    (``addition_embed_type="image"``: ``added_cond_kwargs["image_embeds"]``, no text) with learned
+    variance (8 = 2·4 output channels), a tiny ``VQModel`` (MoVQ) and ``DDPMScheduler`` (ε) as the
+    released decoder. Its conditions are CLIP image embeddings (from the prior pipeline in real use):
+    call it with ``image_embeds`` and ``negative_image_embeds`` of shape (1, ``embed_dim``)."""
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=resolution // 2,
+        in_channels=4,
+        out_channels=8,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        attention_head_dim=8,
+        norm_num_groups=8,
+        encoder_hid_dim=embed_dim,
+        encoder_hid_dim_type="image_proj",
+        addition_embed_type="image",
+        class_embed_type=None,
+        only_cross_attention=False,
+        cross_attention_dim=16,
+        resnet_time_scale_shift="scale_shift",
+    )
+    movq = VQModel(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=32,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    sched = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+        steps_offset=1, prediction_type="epsilon", thresholding=False,
+    )
+    pipe = KandinskyV22Pipeline(unet=unet.eval(), scheduler=sched, movq=movq.eval())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_sdxl_modular_pipeline(resolution: int = 16, seed: int = 0, guidance_scale: float = 3.0, **kw):
+    """A Modular Diffusers ``StableDiffusionXLModularPipeline`` (``StableDiffusionXLAutoBlocks``)
+    over the components of :func:`build_tiny_sdxl_pipeline`, with a ``ClassifierFreeGuidance``
+    guider of ``guidance_scale``: its denoise loop runs one batch-1 UNet call per condition
+    (conditional first) and lets the guider combine them. Call it with ``output="latents"``."""
+    from diffusers.guiders import ClassifierFreeGuidance
+    from diffusers.modular_pipelines import StableDiffusionXLAutoBlocks
+
+    classic = build_tiny_sdxl_pipeline(resolution, seed, **kw)
+    pipe = StableDiffusionXLAutoBlocks().init_pipeline()
+    comps = {k: v for k, v in classic.components.items() if v is not None}
+    pipe.update_components(**comps, guider=ClassifierFreeGuidance(guidance_scale=guidance_scale))
+    return pipe

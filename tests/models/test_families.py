@@ -260,3 +260,28 @@ def test_cfg_off_is_one_line_naming_the_pipeline(sdxl, images):
     with GuidanceProbe(sdxl), pytest.raises(ValueError) as exc:
         sdxl(STRUCT, num_images_per_prompt=images, output_type="latent", **{**_kw("sdxl"), "guidance_scale": 1.0})
     _one_line(exc, "StableDiffusionXLPipeline", "not doing CFG", "guidance_scale > 1")
+
+
+def test_modular_other_guiders_and_pipelines_are_refused_by_name():
+    """A Modular pipeline is read only as ``StableDiffusionXLModularPipeline`` with a
+    ``ClassifierFreeGuidance`` guider (tests/models/test_family_matrix.py); another guider (APG
+    combines the pair otherwise) or an unchecked modular class is refused with one line naming it."""
+    from builders import build_tiny_sdxl_modular_pipeline
+    from diffusers.guiders import AdaptiveProjectedGuidance
+    from diffusers.modular_pipelines import StableDiffusionXLModularPipeline
+
+    pipe = build_tiny_sdxl_modular_pipeline()
+    PipelineAdapter.for_pipeline(pipe)  # the checked combination is read
+    pipe.update_components(guider=AdaptiveProjectedGuidance(guidance_scale=3.0))
+    for make in (GuidanceProbe, PipelineAdapter.for_pipeline, lambda p: PromptComposer(p, [STRUCT], [lambda t: 1.0])):
+        with pytest.raises(ValueError) as exc:
+            make(pipe)
+        _one_line(exc, "StableDiffusionXLModularPipeline", "AdaptiveProjectedGuidance", "ClassifierFreeGuidance")
+
+    class MyModularPipeline(StableDiffusionXLModularPipeline):
+        pass
+
+    pipe.__class__ = MyModularPipeline  # same components and blocks, an unchecked class
+    with pytest.raises(ValueError) as exc:
+        PipelineAdapter.for_pipeline(pipe)
+    _one_line(exc, "MyModularPipeline", "not been checked")

@@ -31,6 +31,7 @@ from reschrom.compose.composer import PromptComposer
 from reschrom.compose.weights import heaviside_weights
 from reschrom.measure.probe import GuidanceProbe, guidance_frame
 from reschrom.measure.trajectory import capturing_x0
+from reschrom.models.families import PromptEmbeddings
 from reschrom.theory.pyramid import band_energies
 
 PROMPT, STRUCT, TEX = "a red circle", "a red circle", "a blue square with stripes"
@@ -87,7 +88,46 @@ FAMILIES: dict[str, Family] = {
         encode=dict(max_sequence_length=16, system_prompt=""), sign=-1.0,
     ),
     "CogView4": Family("build_tiny_cogview4_pipeline", "flow", dict(height=16, width=16)),
+    "HunyuanDiT": Family(
+        "build_tiny_hunyuandit_pipeline", "v_prediction", dict(height=64, width=64, use_resolution_binning=False)
+    ),
+    "Kandinsky 2.2": Family("build_tiny_kandinsky22_pipeline", "epsilon", dict(height=32, width=32)),
+    "SDXL Modular (CFG guider)": Family(
+        "build_tiny_sdxl_modular_pipeline", "epsilon", dict(height=16, width=16), output="latents"
+    ),
 }
+
+IMAGE_EMBED_DIM = 16
+"""Kandinsky 2.2's conditions are CLIP image embeddings (its prior's output): one fixed random
+embedding per prompt of this file, and one for the negative condition."""
+_IMAGE_EMBEDS = {
+    p: torch.randn(1, IMAGE_EMBED_DIM, generator=torch.Generator().manual_seed(i))
+    for i, p in enumerate(("", STRUCT, TEX))
+}
+
+
+def _conditions(prompt: str) -> PromptEmbeddings:
+    """Kandinsky 2.2: the (image_embeds, negative_image_embeds) of ``prompt``."""
+    return PromptEmbeddings(_IMAGE_EMBEDS[prompt], _IMAGE_EMBEDS[""])
+
+
+def _modular(pipe: Any) -> bool:
+    return any(c.__name__ == "ModularPipeline" for c in type(pipe).__mro__)
+
+
+def _call(pipe: Any, kw: dict[str, Any]) -> dict[str, Any]:
+    """``kw`` as the pipeline takes it: a Modular pipeline's CFG scale is its guider's, its output
+    is named by ``output``."""
+    if not _modular(pipe):
+        return kw
+    kw = dict(kw)
+    pipe.guider.guidance_scale = kw.pop("guidance_scale")
+    kw.pop("output_type", None)
+    return kw
+
+
+def _images(out: Any) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out.images
 
 _PIPES: dict[str, Any] = {}
 
@@ -103,14 +143,18 @@ def _pipe(name: str) -> Any:
 
 def _kw(name: str, scale: float = 3.0, **extra: Any) -> dict[str, Any]:
     f = FAMILIES[name]
-    return {
-        "num_inference_steps": STEPS, "output_type": f.output, f.scale: scale, **f.call, **f.encode, **extra
-    }
+    out = {"output": "latents"} if f.output == "latents" else {"output_type": f.output}
+    return {"num_inference_steps": STEPS, **out, f.scale: scale, **f.call, **f.encode, **extra}
 
 
 def _run(pipe: Any, prompt: str, kw: dict[str, Any]) -> torch.Tensor:
+    if not hasattr(pipe, "encode_prompt") and not _modular(pipe):  # Kandinsky 2.2: image embeddings
+        c = _conditions(prompt)
+        kw = {"image_embeds": c.cond, "negative_image_embeds": c.uncond, **kw}
+    else:
+        kw = {"prompt": prompt, **kw}
     with torch.no_grad():
-        return pipe(prompt, generator=torch.Generator().manual_seed(0), **kw).images
+        return _images(pipe(generator=torch.Generator().manual_seed(0), **_call(pipe, kw)))
 
 
 @pytest.fixture(params=list(FAMILIES), ids=list(FAMILIES))
@@ -129,11 +173,14 @@ class CallRecorder:
             bound = {**dict(zip(names, args)), **kwargs}
             x = bound.get("hidden_states", bound.get("sample"))
             o = out[0] if isinstance(out, tuple) else getattr(out, "sample", out)
+            emb = bound.get("encoder_hidden_states")
+            if emb is None:  # Kandinsky 2.2: the image embedding
+                emb = bound["added_cond_kwargs"]["image_embeds"]
             self.calls.append(
                 {
                     "t": torch.as_tensor(bound["timestep"]).detach().clone(),
                     "x": x.detach().clone(),
-                    "emb": bound["encoder_hidden_states"].detach().clone(),
+                    "emb": emb.detach().clone(),
                     "out": o.detach().clone(),
                 }
             )
@@ -240,7 +287,7 @@ def test_probe_clock(family):
 def test_two_call_order(family):
     """True-CFG loops: the conditional call comes first (the probe's pairing relies on it)."""
     pipe = _pipe(family)
-    if not FAMILIES[family].scale == "true_cfg_scale" and family not in ("Lumina 2", "CogView4"):
+    if not FAMILIES[family].scale == "true_cfg_scale" and family not in ("Lumina 2", "CogView4") and not _modular(pipe):
         pytest.skip("batched [uncond, cond] loop")
     with CallRecorder(_denoiser(pipe)) as off:  # CFG off: the conditional call alone
         _run(pipe, PROMPT, _kw(family, scale=1.0, **({"negative_prompt": None} if family.startswith("Flux") else {})))
@@ -279,18 +326,20 @@ def test_compose(family):
     ref_x = _run(pipe, TEX, kw).double()
     tol = 1e-5 * float(ref_s.abs().max())
     assert float((ref_s - ref_x).abs().max()) > 50 * tol, "the two prompts give the same latents: the test could not fail"
-    call = {k: v for k, v in kw.items() if k != "negative_prompt"}  # the composer passes embeddings
+    call = _call(pipe, {k: v for k, v in kw.items() if k != "negative_prompt"})  # the composer passes embeddings
+    # Kandinsky 2.2 composes over image embeddings, given as PromptEmbeddings
+    prompts = [STRUCT, TEX] if hasattr(pipe, "encode_prompt") or _modular(pipe) else [_conditions(STRUCT), _conditions(TEX)]
     for eta, ref in ((0.0, ref_s), (1.0, ref_x)):
-        c = PromptComposer(pipe, [STRUCT, TEX], heaviside_weights(eta), encode_kwargs=f.encode)
-        out = c(generator=torch.Generator().manual_seed(0), **call).images.double()
+        c = PromptComposer(pipe, prompts, heaviside_weights(eta), encode_kwargs=f.encode)
+        out = _images(c(generator=torch.Generator().manual_seed(0), **call)).double()
         err = float((out - ref).abs().max())
         assert err <= tol, f"{family}: η = {eta} differs from the single-prompt latents by {err:.3g} (tolerance {tol:.3g})"
     # the steps' times: the scheduler's σ (flow) or t/T; η = 0.5 where the schedule crosses it,
     # else (a strongly shifted flow schedule of 3 steps) between its last two steps
     sig = _sigmas(pipe) if f.pred == "flow" else pipe.scheduler.timesteps[:STEPS].double().numpy() / 1000
     eta = 0.5 if sig.min() < 0.5 <= sig.max() else float(sig[1] + sig[2]) / 2
-    c = PromptComposer(pipe, [STRUCT, TEX], heaviside_weights(eta), encode_kwargs=f.encode)
-    mid = c(generator=torch.Generator().manual_seed(0), **call).images.double()
+    c = PromptComposer(pipe, prompts, heaviside_weights(eta), encode_kwargs=f.encode)
+    mid = _images(c(generator=torch.Generator().manual_seed(0), **call)).double()
     assert not torch.equal(mid, ref_s) and not torch.equal(mid, ref_x)
     assert len(c.records) == STEPS
     np.testing.assert_allclose([r.t_frac for r in c.records], sig, rtol=1e-6)

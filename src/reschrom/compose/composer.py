@@ -17,7 +17,16 @@ loop's documented order), swaps the active prompt's embeddings (and its pooled e
 mask) into the conditional call and leaves the unconditional one alone; with several active
 prompts, or one at a weight other than 1, it evaluates the others by further calls of the
 denoiser's ``forward`` on the same inputs and returns ε_u + Σ_i w_i(ε_i − ε_u) from the
-conditional call (ε_u by one more call unless the weights sum to 1).
+conditional call (ε_u by one more call unless the weights sum to 1). A Modular Diffusers
+``StableDiffusionXLModularPipeline`` with a ``ClassifierFreeGuidance`` guider is such a loop (the
+guider's batch-1 calls, conditional first); it is called with the first prompt's text and the
+hooks swap the active prompt's embeddings in.
+
+Everything that belongs to a prompt is swapped with it: its text embedding, pooled embedding
+(SD3, SDXL, Flux), attention mask (PixArt, Sana, Lumina 2, AuraFlow, HunyuanDiT) and further
+streams (HunyuanDiT's mT5 embeddings and mask). A condition that is not text (Kandinsky 2.2's
+image embeddings) is given as a :class:`~reschrom.models.families.PromptEmbeddings` instead of a
+prompt string.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import torch
 
 from reschrom.compose.weights import WeightFn
 from reschrom.models.adapters import PipelineAdapter
-from reschrom.models.families import PromptEmbeddings
+from reschrom.models.families import PromptEmbeddings, is_modular
 
 # --------------------------------------------------------------------------------------
 # prompt encoding through the pipeline's own encoder
@@ -94,7 +103,7 @@ class PromptComposer:
     """
 
     pipe: Any
-    prompts: Sequence[str]
+    prompts: Sequence[str | PromptEmbeddings]
     weights: Sequence[WeightFn]
     negative_prompt: str | None = None
     prune_below: float = 0.0
@@ -109,9 +118,13 @@ class PromptComposer:
             )
         self.adapter = PipelineAdapter.for_pipeline(self.pipe)
         embeds = [
-            self.adapter.encode_prompt(p, self.device, self.negative_prompt, **dict(self.encode_kwargs))
+            p
+            if isinstance(p, PromptEmbeddings)
+            else self.adapter.encode_prompt(p, self.device, self.negative_prompt, **dict(self.encode_kwargs))
             for p in self.prompts
         ]
+        if is_modular(self.pipe) and not isinstance(self.prompts[0], str):
+            raise ValueError(f"{type(self.pipe).__name__}: a Modular pipeline is composed from prompt strings")
         self.cond = [e.cond for e in embeds]
         self.uncond = embeds[0].uncond
         # everything that belongs to a prompt is swapped with it: the pooled text embedding (SD3's
@@ -128,6 +141,8 @@ class PromptComposer:
         has_mask = embeds[0].mask_cond is not None
         self.masks = [e.mask_cond for e in embeds] if has_mask else None
         self.mask_uncond = embeds[0].mask_uncond if has_mask else None
+        # further per-prompt streams (HunyuanDiT's mT5 embeddings and mask): stream j of prompt i
+        self.streams = [e.extra for e in embeds]
         self.num_train_timesteps = self.adapter.num_train_timesteps
         self._plan: tuple | None = None
         self._last_x: torch.Tensor | None = None  # two-call loops: the x_t of the last call
@@ -153,7 +168,7 @@ class PromptComposer:
             return v.to(like.device, like.dtype).expand(N, *v.shape[1:])
 
         emb = self.uncond if i is None else self.cond[i]
-        args, kwargs = a.with_arg(args, kwargs, a.embeds_arg, rows(emb, ehs))
+        args, kwargs = a.with_embeds(args, kwargs, rows(emb, ehs))
         pooled = a.pooled_at(args, kwargs)
         if pooled is not None and self.pooled is not None:
             p = self.pooled_uncond if i is None else self.pooled[i]
@@ -162,6 +177,10 @@ class PromptComposer:
         if mask is not None and self.masks is not None:
             m = self.mask_uncond if i is None else self.masks[i]
             args, kwargs = a.with_arg(args, kwargs, a.mask_arg, rows(m, mask))
+        for j, (arg, _, _, u) in enumerate(self.streams[0]):
+            v = a.arg(args, kwargs, arg, None)
+            if v is not None:
+                args, kwargs = a.with_arg(args, kwargs, arg, rows(u if i is None else self.streams[i][j][2], v))
         return args, kwargs
 
     def _pre_hook_two_call(self, module, args, kwargs):
@@ -245,13 +264,17 @@ class PromptComposer:
             args, kwargs = a.map_batched(
                 args, kwargs, B, lambda x: torch.cat([x[:N]] + [x[N:]] * k, dim=0), skip=(a.embeds_arg, a.pooled_arg)
             )
-        args, kwargs = a.with_arg(args, kwargs, a.embeds_arg, swap(ehs, self.cond))
+        args, kwargs = a.with_embeds(args, kwargs, swap(ehs, self.cond))
         pooled = a.pooled_at(args, kwargs)
         if pooled is not None and self.pooled is not None:
             args, kwargs = a.with_pooled(args, kwargs, swap(pooled, self.pooled))
         mask = a.arg(args, kwargs, a.mask_arg, None) if a.mask_arg else None
         if mask is not None and self.masks is not None:
             args, kwargs = a.with_arg(args, kwargs, a.mask_arg, swap(mask, self.masks))
+        for j, (arg, *_) in enumerate(self.streams[0]):
+            v = a.arg(args, kwargs, arg, None)
+            if v is not None:
+                args, kwargs = a.with_arg(args, kwargs, arg, swap(v, [st[j][2] for st in self.streams]))
         return tuple(args), kwargs
 
     def _post_hook(self, module, args, kwargs, output):
@@ -302,7 +325,9 @@ class PromptComposer:
         first prompt's, repeated; the hooks swap in the active prompts' at every step)."""
         pooled = (self.pooled[0], self.pooled_uncond) if self.pooled is not None else (None, None)
         masks = (self.masks[0], self.mask_uncond) if self.masks is not None else (None, None)
-        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled, *masks).pipeline_kwargs(self.adapter.mask_kwarg)
+        e = PromptEmbeddings(self.cond[0], self.uncond, *pooled, *masks, extra=self.streams[0]).pipeline_kwargs(
+            self.adapter.mask_kwarg, self.adapter.embeds_kwarg
+        )
         return {k: v.repeat_interleave(num_images, dim=0) for k, v in e.items()}
 
     def __call__(self, **kwargs: Any) -> Any:
@@ -313,9 +338,15 @@ class PromptComposer:
         the same draws as the pipeline's own call with ``num_images_per_prompt=n``.
         """
         scale = self.adapter.cfg_scale_arg  # true_cfg_scale for Flux and Qwen-Image
-        if kwargs.get(scale, 2.0 if scale == "guidance_scale" else 1.0) <= 1.0:
+        modular = is_modular(self.pipe)
+        on = self.pipe.guider.guidance_scale if modular else kwargs.get(scale, 2.0 if scale == "guidance_scale" else 1.0)
+        if on <= 1.0:
             raise ValueError(f"prompt composing needs classifier-free guidance ({scale} > 1)")
         n = int(kwargs.pop("num_images_per_prompt", None) or 1)
+        self.records = []
+        if modular:  # its text encoder step always encodes text: the first prompt's, swapped by the hooks
+            with torch.no_grad(), self.hooks():
+                return self.pipe(prompt=[self.prompts[0]] * n, negative_prompt=self.negative_prompt, **kwargs)
         if "negative_prompt" in inspect.signature(self.pipe.__call__).parameters:
             kwargs.setdefault("negative_prompt", None)  # PixArt defaults to "", which clashes with the embeddings
         self.records = []

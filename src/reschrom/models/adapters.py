@@ -28,16 +28,24 @@ from reschrom.models.families import (
     FAMILIES,
     PREDICTIONS,
     PromptEmbeddings,
+    autoencoder,
     call_arg_names,
+    cfg_off_line,
+    condition_path,
+    configured_call,
     encode_prompt,
     flow_clock,
+    is_modular,
+    latent_scale,
     loop_facts,
     output_tensor,
+    replace_at,
     replace_output,
     scheduler_sigma,
     track_geometry,
     unpack_latents,
     unsupported_reason,
+    value_at,
 )
 
 _MISSING = object()
@@ -91,6 +99,7 @@ class PipelineAdapter:
         self.sample_arg = "hidden_states" if "hidden_states" in self._params else "sample"
         self.timestep_arg = "timestep"
         self.embeds_arg = "encoder_hidden_states"
+        self.embeds_path = condition_path(denoiser)  # Kandinsky 2.2: added_cond_kwargs["image_embeds"]
         self.pooled_arg: str | None = "pooled_projections" if "pooled_projections" in self._params else None
         # where the pooled text embedding enters: SD3 ``pooled_projections``; SDXL's UNet
         # (``addition_embed_type="text_time"``) ``added_cond_kwargs["text_embeds"]``
@@ -98,14 +107,13 @@ class PipelineAdapter:
         if self.pooled_path is None and getattr(denoiser.config, "addition_embed_type", None) == "text_time":
             self.pooled_path = ("added_cond_kwargs", "text_embeds")
         self.mask_arg: str | None = next(
-            (m for m in ("encoder_attention_mask", "encoder_hidden_states_mask") if m in self._params), None
+            (m for m in ("encoder_attention_mask", "encoder_hidden_states_mask", "text_embedding_mask") if m in self._params), None
         )
         # true CFG (Flux, Qwen-Image, Lumina 2, CogView4): one call per condition on the same x_t;
         # packed latents (Flux, Qwen-Image): (B, seq, 4·C) tokens of 2×2 patches
         self.two_call, self.cond_first, self.packed, self.output_sign = loop_facts(pipe)
         self.geometry: tuple[int, int] | None = None  # (height, width) in pixels of the running call
         self._tables: dict[str, torch.Tensor] = {}
-
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -157,7 +165,7 @@ class PipelineAdapter:
             )
         if type(pipe).__name__ == "OraclePipeline":
             family = "oracle"
-        elif getattr(pipe, "vae", None) is not None:
+        elif autoencoder(pipe) is not None:
             family = "sd"
         else:
             family = "if"
@@ -184,10 +192,8 @@ class PipelineAdapter:
 
     @property
     def vae_scale_factor(self) -> int:
-        """Pixels per latent (1 for pixel-space pipelines)."""
-        if getattr(self.pipe, "vae", None) is None:
-            return 1
-        return int(getattr(self.pipe, "vae_scale_factor", 1))
+        """Pixels per latent (1 for pixel-space pipelines; Kandinsky's ``movq_scale_factor``)."""
+        return latent_scale(self.pipe)
 
     def probed_resolution(self, image_resolution: int | None = None) -> int:
         """Side of the probed tensor for an image of ``image_resolution`` pixels (None: default)."""
@@ -199,6 +205,11 @@ class PipelineAdapter:
     def cfg_scale_arg(self) -> str:
         """``true_cfg_scale`` (Flux, Qwen-Image) or ``guidance_scale``: the CFG scale argument."""
         return call_arg_names(self.pipe)[0]
+
+    @property
+    def embeds_kwarg(self) -> str:
+        """``image_embeds`` (Kandinsky 2.2) or ``prompt_embeds``: the condition's ``pipe(...)`` argument."""
+        return "image_embeds" if self.embeds_path[-1] == "image_embeds" else "prompt_embeds"
 
     @property
     def mask_kwarg(self) -> str:
@@ -229,10 +240,12 @@ class PipelineAdapter:
         kw: dict[str, Any] = {}
         if "clean_caption" in params:
             kw["clean_caption"] = False
-        kw["output_type"] = "latent" if getattr(self.pipe, "vae", None) is not None else "pt"
+        if is_modular(self.pipe):  # Modular: the state's output named by ``output``
+            return {"output": "latents", **({"height": int(resolution), "width": int(resolution)} if resolution else {})}
+        kw["output_type"] = "latent" if autoencoder(self.pipe) is not None else "pt"
         if resolution and "height" in params:
             kw["height"] = kw["width"] = int(resolution)
-        return kw
+        return {**kw, **configured_call(self.pipe, self.cfg_scale_arg)}  # the registry entry's ``call``
 
     # -- reading and rewriting a denoiser call -------------------------------------------------
     def _pos(self, name: str) -> int:
@@ -266,47 +279,32 @@ class PipelineAdapter:
         return self.arg(args, kwargs, self.timestep_arg)
 
     def embeds(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
-        return self.arg(args, kwargs, self.embeds_arg, None)
+        """The prompt's condition in a call, at :attr:`embeds_path`."""
+        return value_at(self.arg(args, kwargs, self.embeds_path[0], None), self.embeds_path)
+
+    def with_embeds(self, args: tuple, kwargs: dict, value: torch.Tensor) -> tuple[tuple, dict]:
+        p = self.embeds_path
+        return self.with_arg(args, kwargs, p[0], replace_at(self.arg(args, kwargs, p[0], None), p, value))
 
     def pooled(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
         return None if self.pooled_arg is None else self.arg(args, kwargs, self.pooled_arg, None)
 
     def pooled_at(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
         """The pooled text embedding of a call where :attr:`pooled_path` says it enters."""
-        if self.pooled_path is None:
-            return None
-        v = self.arg(args, kwargs, self.pooled_path[0], None)
-        for key in self.pooled_path[1:]:
-            v = v.get(key) if isinstance(v, dict) else None
-        return v
+        p = self.pooled_path
+        return None if p is None else value_at(self.arg(args, kwargs, p[0], None), p)
 
     def with_pooled(self, args: tuple, kwargs: dict, value: torch.Tensor) -> tuple[tuple, dict]:
         """(args, kwargs) with the pooled text embedding at :attr:`pooled_path` set to ``value``."""
-        assert self.pooled_path is not None
-        if len(self.pooled_path) == 1:
-            return self.with_arg(args, kwargs, self.pooled_path[0], value)
-        outer, key = self.pooled_path
-        d = dict(self.arg(args, kwargs, outer))
-        d[key] = value
-        return self.with_arg(args, kwargs, outer, d)
+        p = self.pooled_path
+        assert p is not None
+        return self.with_arg(args, kwargs, p[0], replace_at(self.arg(args, kwargs, p[0], None), p, value))
 
     def cfg_off(self, batch: int) -> str | None:
         """One line when a denoiser call of ``batch`` rows is not a CFG [uncond, cond] call
         (an odd batch, or the pipeline's own ``do_classifier_free_guidance`` False), else None.
         For a two-call loop: always the line (the caller saw one call where a step needs two)."""
-        if self.two_call:
-            how = "true_cfg_scale > 1 and a negative_prompt" if self.cfg_scale_arg == "true_cfg_scale" else "guidance_scale > 1"
-            return (
-                f"{type(self.pipe).__name__} is not doing CFG: its {type(self.denoiser).__name__} got one call "
-                f"on a step's x_t, not a conditional and an unconditional one; pass {how}"
-            )
-        flag = getattr(self.pipe, "do_classifier_free_guidance", None)
-        if batch % 2 == 0 and flag is not False:
-            return None
-        return (
-            f"{type(self.pipe).__name__} is not doing CFG: its {type(self.denoiser).__name__} got one "
-            f"batch of {batch} per step, not an [uncond, cond] pair; pass guidance_scale > 1"
-        )
+        return cfg_off_line(self.pipe, self.denoiser, self.two_call, batch, self.cfg_scale_arg)
 
     def is_guidance_call(self, args: tuple, kwargs: dict) -> bool:
         """False for auxiliary denoiser calls that are not the batched [uncond, cond] CFG call

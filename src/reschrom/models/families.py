@@ -32,9 +32,16 @@ negates the output (``output_sign``). Packed latents (Flux, Qwen-Image: (B, seq,
 of 2×2 patches) are unpacked with the pipeline's own ``_unpack_latents`` at the call's height
 and width (:meth:`reschrom.models.adapters.PipelineAdapter.unpack`) before any band is computed.
 
-Refused by name (:func:`unsupported_reason`): Modular Diffusers pipelines (CFG through a
-guider), unchecked true-CFG loops (Chroma, HiDream, any other ``true_cfg_scale``),
-HunyuanDiT's composing (two text streams) and pipelines without ``encode_prompt`` (Kandinsky 2.2).
+Modular Diffusers: ``StableDiffusionXLModularPipeline`` with a ``ClassifierFreeGuidance`` guider
+is a two-call loop (the guider runs one batch-1 call per condition, on the same x_t, in the
+order of its ``_input_predictions``: conditional first); any other modular pipeline or guider is
+refused by name. HunyuanDiT's second text stream (mT5 embeddings and mask) is carried per prompt
+(:data:`SECOND_STREAMS`); Kandinsky 2.2's decoder is conditioned on image embeddings
+(``added_cond_kwargs["image_embeds"]``: :func:`condition_path`), passed to the composer as
+:class:`PromptEmbeddings` (from its prior pipeline).
+
+Refused by name (:func:`unsupported_reason`): unchecked true-CFG loops (Chroma, HiDream, any other
+``true_cfg_scale``), Modular pipelines other than the one above.
 
 :class:`PromptEmbeddings`, :func:`output_tensor` and :func:`replace_output` read and rewrite a denoiser call's
 pieces.
@@ -99,6 +106,18 @@ TWO_CALL_PIPELINES: dict[str, bool] = {
 CFG is on, ``transformer(..., negative_prompt_embeds)`` on the same ``latents`` tensor;
 ``tests/models/test_families.py`` checks the order against the embeddings each call receives."""
 
+MODULAR_PIPELINES: tuple[str, ...] = ("StableDiffusionXLModularPipeline",)
+"""Modular Diffusers pipeline classes whose denoise loop the adapter has been checked against
+(``StableDiffusionXLLoopDenoiser``: ``guider.prepare_inputs`` → one ``unet`` call per condition on
+``scaled_latents`` → ``guider(...)`` → ``scheduler.step``), with a ``ClassifierFreeGuidance`` guider."""
+
+SECOND_STREAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "HunyuanDiT": (("encoder_hidden_states_t5", "prompt_embeds_2"), ("text_embedding_mask_t5", "prompt_attention_mask_2")),
+}
+"""Pipeline class prefix → (denoiser argument, ``pipe(...)`` argument) of each further per-prompt
+input beyond the first text stream: HunyuanDiT's mT5 embeddings and mask (its ``encode_prompt``
+with ``text_encoder_index=1``); composing swaps them with the prompt."""
+
 REFUSED_TWO_CALL: tuple[str, ...] = ("Chroma", "HiDream")
 """True-CFG families whose loop the adapter has not been checked against: refused by name."""
 
@@ -116,13 +135,21 @@ def unsupported_reason(pipe: Any) -> str | None:
     pipeline's own ``_unpack_latents``.
     """
     name = type(pipe).__name__
-    mro = {c.__name__ for c in type(pipe).__mro__}
-    if "ModularPipeline" in mro:
-        return (
-            f"{name} is a Modular Diffusers pipeline: its guider runs one batch-1 denoiser call per "
-            "condition, and the adapter pairs only the calls of classic pipeline loops; build the "
-            "classic pipeline class from the same components instead"
-        )
+    if is_modular(pipe):
+        guider = getattr(pipe, "guider", None)
+        if name not in MODULAR_PIPELINES:
+            return (
+                f"{name} is a Modular Diffusers pipeline whose denoise loop the adapter has not been checked "
+                f"against (checked: {', '.join(MODULAR_PIPELINES)}): build the classic pipeline class instead"
+            )
+        if type(guider).__name__ != "ClassifierFreeGuidance" or sorted(guider._input_predictions) != [
+            "pred_cond", "pred_uncond"
+        ]:
+            return (
+                f"{name}: its guider {type(guider).__name__} is not ClassifierFreeGuidance, and the adapter reads "
+                "only the CFG pair (ε_cond, ε_uncond); pass guider=ClassifierFreeGuidance(guidance_scale=…)"
+            )
+        return None
     known = any(name.startswith(k) for k in TWO_CALL_PIPELINES)
     refused = any(name.startswith(k) for k in REFUSED_TWO_CALL)
     true_cfg = callable(pipe) and "true_cfg_scale" in inspect.signature(pipe.__call__).parameters
@@ -161,7 +188,10 @@ class PromptEmbeddings(NamedTuple):
 
     ``pooled_*`` are the pooled text embeddings (SD3's ``pooled_projections``, SDXL's
     ``added_cond_kwargs["text_embeds"]``), ``mask_*`` the text attention masks (PixArt, Sana,
-    AuraFlow: ``prompt_attention_mask``); None for pipelines without them.
+    AuraFlow: ``prompt_attention_mask``); None for pipelines without them. ``extra`` holds the
+    further per-prompt inputs (:data:`SECOND_STREAMS`: HunyuanDiT's mT5 stream) as
+    (denoiser argument, ``pipe(...)`` argument, cond, uncond). For Kandinsky 2.2 ``cond`` and
+    ``uncond`` are the image embeddings (``image_embeds``, ``negative_image_embeds``).
     """
 
     cond: torch.Tensor
@@ -170,12 +200,17 @@ class PromptEmbeddings(NamedTuple):
     pooled_uncond: torch.Tensor | None = None
     mask_cond: torch.Tensor | None = None
     mask_uncond: torch.Tensor | None = None
+    extra: tuple[tuple[str, str, torch.Tensor, torch.Tensor], ...] = ()
 
-    def pipeline_kwargs(self, mask_name: str = "prompt_attention_mask") -> dict[str, torch.Tensor]:
+    def pipeline_kwargs(
+        self, mask_name: str = "prompt_attention_mask", embeds_name: str = "prompt_embeds"
+    ) -> dict[str, torch.Tensor]:
         """The ``pipe(...)`` keyword arguments that pass these embeddings instead of a prompt
         (``mask_name``: the pipeline's name of the mask argument, ``prompt_embeds_mask`` for
-        Qwen-Image)."""
-        kw = {"prompt_embeds": self.cond, "negative_prompt_embeds": self.uncond}
+        Qwen-Image; ``embeds_name``: ``image_embeds`` for Kandinsky 2.2)."""
+        kw = {embeds_name: self.cond, "negative_" + embeds_name: self.uncond}
+        for _, name, c, u in self.extra:
+            kw[name], kw["negative_" + name] = c, u
         if self.pooled_cond is not None:
             kw["pooled_prompt_embeds"] = self.pooled_cond
             kw["negative_pooled_prompt_embeds"] = self.pooled_uncond
@@ -223,15 +258,13 @@ def encode_prompt(
     """
     name = type(pipe).__name__
     fn = getattr(pipe, "encode_prompt", None)
+    if fn is None and is_modular(pipe):  # its text encoder block's, on the pipeline's components
+        block = next((b for b in pipe.blocks.sub_blocks.values() if hasattr(b, "encode_prompt")), None)
+        fn = None if block is None else functools.partial(block.encode_prompt, pipe)
     if fn is None:
         raise ValueError(
-            f"{name} has no encode_prompt (its conditions are not text embeddings, e.g. Kandinsky "
-            "2.2's image embeddings): composing it is not supported yet"
-        )
-    if name.startswith("HunyuanDiT"):
-        raise ValueError(
-            f"{name} conditions on two text streams (CLIP and mT5, each with a mask): composing it "
-            "is not supported yet"
+            f"{name} has no encode_prompt: its conditions are not text (Kandinsky 2.2: image embeddings); "
+            "pass each condition as PromptEmbeddings(image_embeds, negative_image_embeds), e.g. from its prior pipeline"
         )
     params = inspect.signature(fn).parameters
     dev = torch.device(device) if device is not None else getattr(pipe, "_execution_device", None)
@@ -241,6 +274,7 @@ def encode_prompt(
         "device": dev,
         "num_images_per_prompt": 1,
         "do_classifier_free_guidance": True,
+        "prepare_unconditional_embeds": True,  # Modular Diffusers' name
         "negative_prompt": negative_prompt,
         "clean_caption": False,
     }
@@ -248,6 +282,12 @@ def encode_prompt(
         del wanted["negative_prompt"]
     wanted.update(options)
     kw = {k: v for k, v in wanted.items() if k in params}
+    streams = next((v for k, v in SECOND_STREAMS.items() if name.startswith(k)), None)
+    if streams is not None:  # HunyuanDiT: (cond, uncond, mask, mask_uncond) per text encoder
+        with torch.no_grad():
+            (c1, u1, m1, mu1), (c2, u2, m2, mu2) = (fn(prompt, **kw, text_encoder_index=i) for i in (0, 1))
+        (e_arg, e_kw), (m_arg, m_kw) = streams
+        return PromptEmbeddings(c1, u1, mask_cond=m1, mask_uncond=mu1, extra=((e_arg, e_kw, c2, u2), (m_arg, m_kw, m2, mu2)))
     with torch.no_grad():
         out = fn(prompt, **kw)
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
@@ -363,6 +403,8 @@ def loop_facts(pipe: Any) -> tuple[bool, bool, bool, float]:
     ``_pack_latents`` with ``_unpack_latents``, :data:`NEGATED_OUTPUT`)."""
     name = type(pipe).__name__
     first = next((v for k, v in TWO_CALL_PIPELINES.items() if name.startswith(k)), None)
+    if is_modular(pipe):  # the guider's batches, in the order of its predictions
+        first = pipe.guider._input_predictions[0] == "pred_cond"
     packed = hasattr(pipe, "_unpack_latents") and hasattr(pipe, "_pack_latents")
     sign = -1.0 if any(name.startswith(k) for k in NEGATED_OUTPUT) else 1.0
     return first is not None, bool(first), packed, sign
@@ -377,3 +419,78 @@ def call_arg_names(pipe: Any) -> tuple[str, str]:
         "true_cfg_scale" if "true_cfg_scale" in params else "guidance_scale",
         "prompt_embeds_mask" if "prompt_embeds_mask" in params else "prompt_attention_mask",
     )
+
+
+def is_modular(pipe: Any) -> bool:
+    """Whether ``pipe`` is a Modular Diffusers pipeline (CFG through its ``guider``)."""
+    return any(c.__name__ == "ModularPipeline" for c in type(pipe).__mro__)
+
+
+def autoencoder(pipe: Any) -> Any:
+    """The pipeline's latent autoencoder (``vae``, Kandinsky's ``movq``), None for pixel space."""
+    vae = getattr(pipe, "vae", None)
+    return vae if vae is not None else getattr(pipe, "movq", None)
+
+
+def latent_scale(pipe: Any) -> int:
+    """Pixels per latent (``vae_scale_factor``, Kandinsky's ``movq_scale_factor``; 1 in pixel space)."""
+    if autoencoder(pipe) is None:
+        return 1
+    return int(getattr(pipe, "vae_scale_factor", None) or getattr(pipe, "movq_scale_factor", None) or 1)
+
+
+def condition_path(denoiser: torch.nn.Module) -> tuple[str, ...]:
+    """Where a denoiser call receives the prompt's condition: ``encoder_hidden_states``, or for a
+    UNet fed image embeddings (Kandinsky 2.2: ``encoder_hid_dim_type="image_proj"``)
+    ``added_cond_kwargs["image_embeds"]``."""
+    if getattr(denoiser.config, "encoder_hid_dim_type", None) == "image_proj":
+        return ("added_cond_kwargs", "image_embeds")
+    return ("encoder_hidden_states",)
+
+
+def cfg_scale_hint(pipe: Any, scale_arg: str) -> str:
+    """How to turn CFG on for ``pipe``, in words (the end of a "not doing CFG" line)."""
+    if is_modular(pipe):
+        return "give it guider=ClassifierFreeGuidance(guidance_scale > 1) (pipe.update_components)"
+    if scale_arg == "true_cfg_scale":
+        return "pass true_cfg_scale > 1 and a negative_prompt"
+    return "pass guidance_scale > 1"
+
+
+def value_at(root: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` given the value ``root`` of its first element (an argument), following
+    dict keys (``added_cond_kwargs["text_embeds"]``); None if absent."""
+    for key in path[1:]:
+        root = root.get(key) if isinstance(root, dict) else None
+    return root
+
+
+def replace_at(root: Any, path: tuple[str, ...], value: Any) -> Any:
+    """``root`` (the value of ``path[0]``) with the value at ``path`` set to ``value`` (dicts copied)."""
+    if len(path) == 1:
+        return value
+    return {**root, path[1]: replace_at(root.get(path[1]), path[1:], value)}
+
+
+def cfg_off_line(pipe: Any, denoiser: torch.nn.Module, two_call: bool, batch: int, scale_arg: str) -> str | None:
+    """One line when a denoiser call of ``batch`` rows is not a CFG step (see
+    :meth:`reschrom.models.adapters.PipelineAdapter.cfg_off`), else None."""
+    name, den, how = type(pipe).__name__, type(denoiser).__name__, cfg_scale_hint(pipe, scale_arg)
+    if two_call:
+        return f"{name} is not doing CFG: its {den} got one call on a step's x_t, not a conditional and an unconditional one; {how}"
+    if batch % 2 == 0 and getattr(pipe, "do_classifier_free_guidance", None) is not False:
+        return None
+    return f"{name} is not doing CFG: its {den} got one batch of {batch} per step, not an [uncond, cond] pair; {how}"
+
+
+def configured_call(pipe: Any, scale_arg: str) -> dict[str, Any]:
+    """The extra ``pipe(...)`` arguments of the pipeline's registry entry (``models.<name>.call``,
+    kept by :func:`reschrom.models.registry.load_model` as ``pipe.reschrom_call_kwargs``); one line
+    if they set ``scale_arg``, the CFG scale that the stage's ``guidance_scale`` sets."""
+    kw = dict(getattr(pipe, "reschrom_call_kwargs", None) or {})
+    if scale_arg in kw:
+        raise ValueError(
+            f"{type(pipe).__name__}: the model entry's call sets {scale_arg}, the CFG scale that the stage's "
+            "guidance_scale sets; remove it from call"
+        )
+    return kw
