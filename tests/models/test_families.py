@@ -266,9 +266,10 @@ def test_modular_other_guiders_and_pipelines_are_refused_by_name():
     """A Modular pipeline is read only as ``StableDiffusionXLModularPipeline`` with a
     ``ClassifierFreeGuidance`` guider (tests/models/test_family_matrix.py); another guider (APG
     combines the pair otherwise) or an unchecked modular class is refused with one line naming it."""
-    from builders import build_tiny_sdxl_modular_pipeline
     from diffusers.guiders import AdaptiveProjectedGuidance
     from diffusers.modular_pipelines import StableDiffusionXLModularPipeline
+
+    from builders import build_tiny_sdxl_modular_pipeline
 
     pipe = build_tiny_sdxl_modular_pipeline()
     PipelineAdapter.for_pipeline(pipe)  # the checked combination is read

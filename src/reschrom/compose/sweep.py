@@ -17,6 +17,7 @@ from reschrom.compose.composer import PromptComposer, save_png, to_chw
 from reschrom.compose.pairs import COMPOSE_COLUMNS, eta_label, pair_id, sweep_etas
 from reschrom.compose.weights import make_weights
 from reschrom.models.adapters import PipelineAdapter
+from reschrom.models.families import configured_call
 from reschrom.models.module import is_denoiser
 
 
@@ -153,7 +154,10 @@ def _pipeline_renderer(
     adapter = PipelineAdapter.for_pipeline(pipe)
     M = num_levels(adapter.resolution, kernel)
     schedule = adapter.schedule(name=model) if weighting == "bands" else None
-    extra = dict(call_kwargs or {})
+    # the registry entry's call (FLUX.1-dev: its distilled guidance_scale), then the stage's; the
+    # stage's guidance_scale is the pipeline's CFG scale (true_cfg_scale for Flux and Qwen-Image)
+    extra = {**configured_call(pipe, adapter.cfg_scale_arg), **dict(call_kwargs or {})}
+    extra.pop("negative_prompt", None)  # the composer passes the negative embeddings itself
 
     def render(s: str, x: str) -> Callable[[float], torch.Tensor]:
         def draw(eta: float) -> torch.Tensor:
@@ -162,7 +166,7 @@ def _pipeline_renderer(
             gen = torch.Generator(device=dev).manual_seed(seed)
             out = composer(
                 generator=gen,
-                guidance_scale=guidance_scale,
+                **{adapter.cfg_scale_arg: guidance_scale},
                 num_inference_steps=num_inference_steps,
                 output_type="np",
                 **extra,

@@ -140,7 +140,9 @@ def _probe_pipeline(
     from reschrom.models.adapters import PipelineAdapter
 
     adapter = PipelineAdapter.for_pipeline(pipe)
-    kw = adapter.call_kwargs(resolution)
+    kw = adapter.call_kwargs(resolution)  # with the registry entry's call (Flux: negative_prompt "")
+    negative_prompt = negative_prompt if negative_prompt is not None else kw.pop("negative_prompt", None)
+    kw[adapter.cfg_scale_arg] = guidance_scale  # true_cfg_scale for Flux and Qwen-Image
     for batch in batches:
         per_seed = []
         for seed in seeds:
@@ -148,7 +150,6 @@ def _probe_pipeline(
                 pipe(
                     list(batch),
                     num_inference_steps=num_inference_steps,
-                    guidance_scale=guidance_scale,
                     num_images_per_prompt=n,
                     negative_prompt=None if negative_prompt is None else [negative_prompt] * len(batch),
                     generator=prompt_generators(len(batch), seed, n),

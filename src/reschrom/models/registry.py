@@ -6,7 +6,9 @@ Kinds (docs/DESIGN.md, "Models have one home"):
   eq. 21, ``level`` eq. 23, ``t2i`` text-to-image with ``objective`` ``epsilon``,
   ``v_prediction`` or ``flow_matching``); architecture and ``train`` settings live in the entry; the folder is
   ``results/models/{data.name}/{name}`` (``level`` expands to ``level_0 … level_{M-1}``);
-* ``pipeline`` — any diffusers pipeline: ``path`` is a hub id or a local folder, ``dtype``;
+* ``pipeline`` — any diffusers pipeline: ``path`` is a hub id or a local folder (a snapshot),
+  ``dtype``, ``call`` (extra ``pipe(...)`` arguments of every call, e.g. FLUX.1-dev's
+  ``negative_prompt`` for true CFG);
 * ``oracle`` — the analytic Gaussian-mixture oracle (exact ε at any resolution);
 * ``module`` — a user's own network: ``path`` (a folder put on ``sys.path``) and
   ``factory: "module:function"``, called as ``factory(device=..., dtype=...)`` (plus ``path=``
@@ -47,7 +49,7 @@ STAGE_SETTINGS = {
 
 _LOAD_KEYS = {
     "trained": ("task", "objective"),
-    "pipeline": ("path", "dtype"),
+    "pipeline": ("path", "dtype", "call"),
     "oracle": ("concepts", "beta_schedule"),
     "module": ("path", "factory", "dtype"),
 }
@@ -280,6 +282,7 @@ def load_model(
         pipe = load_pipeline(spec["path"], dev, dtype=torch.float32)
     elif kind == "pipeline":
         pipe = load_pipeline(spec["path"], dev, spec.get("dtype", "auto"))
+        pipe.reschrom_call_kwargs = dict(spec.get("call") or {})  # PipelineAdapter.call_kwargs adds them
     else:
         raise RegistryError(f"model {name!r}: kind {kind!r} is unknown; allowed: {', '.join(KINDS)}")
     if sampler != "default":
