@@ -18,6 +18,7 @@ Everything computed from a denoiser call stays on its device (no host synchronis
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -201,7 +202,7 @@ class PipelineAdapter:
             return self.resolution
         return int(image_resolution) // self.vae_scale_factor
 
-    @property
+    @functools.cached_property  # read per denoiser call (cfg_off): the signature once
     def cfg_scale_arg(self) -> str:
         """``true_cfg_scale`` (Flux, Qwen-Image) or ``guidance_scale``: the CFG scale argument."""
         return call_arg_names(self.pipe)[0]
