@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS / "helpers"), str(TESTS / "models")]  # builders; the matrix's FAMILIES
 
 from reschrom.measure.probe import GuidanceProbe
 

@@ -248,13 +248,10 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         g = a.guidance_eps(out_u, out_c, t[:1])  # ε_c − ε_u without forming ε (no cancellation)
         eps_uncond = a.to_eps(x, out_u, t[:1])
         eps_cond = a.to_eps(x, out_c, t[:1])
-        e = torch.stack(
-            [
-                pyramid.band_energies(g, self.kernel),
-                pyramid.band_energies(eps_cond, self.kernel),
-                pyramid.band_energies(eps_uncond, self.kernel),
-            ]
-        )
+        # one batched pyramid pass over the three tensors (one set of pooling kernels per step)
+        b = g.shape[0]
+        e = pyramid.band_energies(torch.cat([g, eps_cond, eps_uncond]), self.kernel)  # (cat promotes dtypes)
+        e = e.view(3, b, -1)
         self._e.append(e.detach())
         self._t.append(t)
         self._resolution = int(x.shape[-1])
