@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path[:0] = [str(TESTS / "helpers"), str(TESTS / "models")]  # builders; the matrix's FAMILIES
+sys.path.insert(0, str(TESTS / "helpers"))  # builders
+sys.path.insert(0, str(TESTS / "models"))  # the matrix's FAMILIES
 
 from reschrom.measure.probe import GuidanceProbe
 
