@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS / "helpers"))  # builders
-sys.path.insert(0, str(TESTS / "models"))  # the matrix's FAMILIES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # builders
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))  # the matrix's FAMILIES
 
 from reschrom.measure.probe import GuidanceProbe
 
