@@ -21,6 +21,7 @@ include: "rules/compose.smk"
 include: "rules/spectra.smk"
 include: "rules/upscale.smk"
 include: "rules/design.smk"
+include: "rules/guidance.smk"
 include: "rules/report.smk"
 
 

@@ -139,4 +139,5 @@ def get_final_outputs():
         + get_spectra_outputs()
         + get_upscale_outputs()
         + get_design_outputs()
+        + get_guidance_outputs()
     )

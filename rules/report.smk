@@ -76,3 +76,23 @@ use rule table_chromatography_agreement as table_compose_shares with:
         model=COMPOSE_MODELS,
     params:
         kind="compose",
+
+
+use rule table_chromatography_agreement as table_guidance_design with:
+    input:
+        "results/guidance_design/{model}.parquet",
+    output:
+        report(
+            "results/tables/guidance_design_{model}.html",
+            caption="../report/table_guidance_design.rst",
+            category="Key tables (§4.1–4.3)",
+            subcategory="Guidance designed from the chromatography (beyond the paper)",
+            labels={"figure": "guidance methods table", "model": "{model}"},
+        ),
+    log:
+        "results/logs/table_guidance_design/{model}.log",
+    wildcard_constraints:
+        model=GUIDANCE_DESIGN_MODELS,
+    params:
+        kind="guidance",
+        name=lambda wc: wc.model,

@@ -7,7 +7,7 @@ def get_model_names():
     """Trained models this run needs: those its stages name, and the upscaling models
     (a model that no stage uses is trained only when asked for as a target)."""
     used = []
-    for stage in ("chromatography", "compose", "spectra"):
+    for stage in ("chromatography", "compose", "spectra", "guidance_design"):
         used += get_stage_models(stage)
     up = config["upscale"]
     if up["source"] == "trained" and get_upscale_outputs_wanted():

@@ -22,8 +22,9 @@ layer  where                            what
 5     :mod:`reschrom.measure`          prompts and shards, the probe, dumps, aggregation,
                                        bootstrap, agreement, x̂0 capture, sample metrics
 6     :mod:`reschrom.compose`,         applications: prompt composing (eq. 6, 25), designed
-      :mod:`reschrom.design`,          schedules and their experiments, training (eq. 20–23)
-      :mod:`reschrom.training`
+      :mod:`reschrom.design`,          schedules and their experiments, training (eq. 20–23),
+      :mod:`reschrom.training`,        per-band guidance rules designed from the
+      :mod:`reschrom.guidance`         chromatography (eq. 18–19) and their experiment
 7     :mod:`reschrom.plots`            figures and report tables (no torch)
 8     :mod:`reschrom.config`           the config check (Snakemake planning time)
 ====  ===============================  =====================================================

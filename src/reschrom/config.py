@@ -179,6 +179,25 @@ def _check_semantics(config: Mapping[str, Any]) -> None:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config key 'schedules.{name}': {str(e).splitlines()[0]}") from None
     _check_data_and_training(config)
+    _check_guidance_design(config)
+
+
+def _check_guidance_design(config: Mapping[str, Any]) -> None:
+    """The guidance experiment's methods, per model (scales > 0, windows inside [0, 1] and not
+    empty, per-band scale lists as long as the model's band count)."""
+    from reschrom.guidance.settings import GuidanceError, check_methods, model_num_levels
+    from reschrom.models.registry import stage_models, stage_settings
+
+    sec = config.get("guidance_design") or {}
+    try:
+        check_methods(sec.get("methods") or [], None, "guidance_design.methods")
+        for name in stage_models(config, "guidance_design"):
+            s = stage_settings(config, "guidance_design", name)
+            over = "methods" in ((sec.get("overrides") or {}).get(name) or {})
+            key = f"guidance_design.overrides.{name}.methods" if over else "guidance_design.methods"
+            check_methods(s.get("methods") or [], model_num_levels(config, name, s), key)
+    except GuidanceError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_data_and_training(config: Mapping[str, Any]) -> None:

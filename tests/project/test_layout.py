@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "compose": 6,  # applications
     "design": 6,
     "training": 6,
+    "guidance": 6,  # per-band guidance rules, their guider and experiment
     "plots": 7,  # figures and report tables
     "config": 8,  # the config check (planning time): may read every layer
     "precondition": 3,  # reschrom.precondition: models.precondition under the name older model folders use

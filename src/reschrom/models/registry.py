@@ -32,7 +32,7 @@ from typing import Any
 KINDS = ("trained", "pipeline", "oracle", "module")
 SAMPLERS = ("default", "ddpm", "ddim")
 TASKS = ("lowres", "residual", "level", "t2i")
-STAGE_SELECTOR = {"chromatography": "measure", "compose": "run", "spectra": "run"}
+STAGE_SELECTOR = {"chromatography": "measure", "compose": "run", "spectra": "run", "guidance_design": "run"}
 """The key of each stage that lists the model names it runs."""
 
 STAGE_SETTINGS = {
@@ -44,6 +44,7 @@ STAGE_SETTINGS = {
         "pairs", "templates", "guidance_scale", "num_inference_steps", "resolution", "sampler",
     ),
     "spectra": ("prompts", "guidance_scale", "num_inference_steps", "resolution", "sampler"),
+    "guidance_design": ("prompts", "num_samples", "seeds", "num_inference_steps", "resolution", "sampler", "methods"),
 }
 """Settings a stage holds once and ``overrides.<name>`` may change for one model."""
 

@@ -3,7 +3,8 @@
 :mod:`~reschrom.plots.common` holds what every figure shares (layout, fonts, figure text, the
 chromatography heatmap); :mod:`~reschrom.plots.theory`, :mod:`~reschrom.plots.chromatography`,
 :mod:`~reschrom.plots.categories`, :mod:`~reschrom.plots.compose`, :mod:`~reschrom.plots.upscale`,
-:mod:`~reschrom.plots.training`, :mod:`~reschrom.plots.design` draw one stage each;
+:mod:`~reschrom.plots.training`, :mod:`~reschrom.plots.design`, :mod:`~reschrom.plots.guidance`
+draw one stage each;
 :mod:`~reschrom.plots.tables` writes the report's tables. **A new figure goes into its stage's
 module here**, with a ``scripts/plot_*.py``, a rule and a ``report/*.rst`` caption.
 
@@ -40,7 +41,10 @@ EXPORTS: dict[str, str] = {
     'plot_design': 'design',
     'plot_nfe': 'design',
     'plot_shift': 'design',
+    'METHOD_STYLE': 'guidance',
+    'plot_guidance_design': 'guidance',
     'Column': 'tables',
+    'guidance_table_html': 'tables',
     'STYLE': 'tables',
     'TABLES': 'tables',
     'agreement_table_html': 'tables',

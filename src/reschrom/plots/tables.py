@@ -202,9 +202,47 @@ def compose_table_html(metrics: pd.DataFrame, model: str = "") -> str:
     return _fragment(title, body, note)
 
 
+def guidance_table_html(table: pd.DataFrame, model: str = "") -> str:
+    """Per guidance setting: accuracy, diversity, LSD and saturation, means over prompts and
+    seeds with 95 % bootstrap intervals over prompts (``reschrom.guidance.summary``); rows on
+    the accuracy–diversity Pareto front in bold."""
+    from reschrom.guidance.summary import pareto_front, summarise
+
+    s = summarise(table, n_boot=200, seed=0)
+    oracle = bool(table["accuracy_colour"].isna().all())
+
+    def ci(key: str, spec: str = ".2f") -> Callable[[object], str]:
+        return lambda r: "–" if pd.isna(r[key]) else f"{r[key]:{spec}} [{r[key + '_lo']:{spec}}, {r[key + '_hi']:{spec}}]"
+
+    s = s.assign(
+        acc=s.apply(ci("accuracy"), axis=1), div=s.apply(ci("diversity"), axis=1),
+        divc=s.apply(ci("diversity_coarse"), axis=1), lsd=s.apply(ci("lsd_db"), axis=1),
+    )
+    acc_meaning = ("share of samples in the prompt's concepts (the oracle's exact likelihood)" if oracle
+                   else "mean of colour and shape accuracy read by the shapes detector")
+    cols = [
+        Column("method", "method", "guidance rule (docs/guidance.md)", str),
+        Column("setting", "setting", "the rule's parameters besides its scale", str),
+        Column("scale", "w", "guidance scale (fdg: w_high)", _num("g")),
+        Column("acc", "accuracy", acc_meaning, str),
+        Column("div", "diversity", "mean pairwise distance of a prompt's samples over the held-out data's", str),
+        Column("divc", "coarse diversity", "the same on 4×4-pooled images", str),
+        Column("lsd", "LSD (dB)", "log-spectral distance of the samples' mean RAPSD to the held-out data's", str),
+        Column("pixel_std", "pixel std", "standard deviation of the clamped samples", _num(".3f")),
+        Column("clip_fraction", "clipped", "share of values at or beyond ±1", _num(".3f")),
+    ]
+    body = _html_table(s, cols, best=list(pareto_front(s, "diversity")))
+    nfe = int(table["nfe"].iloc[0]) if len(table) else 0
+    note = (f"{int(s['n_prompts'].max()) if len(s) else 0} prompts, seeds {sorted(table['seed'].unique().tolist())}, "
+            f"{nfe} denoiser evaluations per sample for every method; in brackets the 95 % bootstrap interval over "
+            "prompts; bold: not beaten on both accuracy and diversity by another setting.")
+    return _fragment(f"Guidance methods — {model}" if model else "Guidance methods", body, note)
+
+
 # ---- the rule entry point -----------------------------------------------------------------------
 
-TABLES = {"upscale": upscale_table_html, "agreement": agreement_table_html, "compose": compose_table_html}
+TABLES = {"upscale": upscale_table_html, "agreement": agreement_table_html, "compose": compose_table_html,
+          "guidance": guidance_table_html}
 
 
 def write_report_table(kind: str, table: str | os.PathLike, out: str | os.PathLike, name: str = "") -> None:

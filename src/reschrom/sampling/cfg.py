@@ -111,6 +111,7 @@ def sample_cfg(
     prune_below: float = 0.0,
     on_step: Callable[..., Any] | None = None,
     progress: bool = False,
+    guide: Callable[..., Any] | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM (eq. 4) with classifier-free guidance: plain (eq. 5) or composite (eq. 6).
 
@@ -130,6 +131,9 @@ def sample_cfg(
 
     ``on_step(step, t_frac, alpha_bar, x_t, eps_uncond, eps_cond, eps_guided)`` is called once
     per step with tensors left on the device (the CFG term of eq. 19 is g = eps_cond − eps_uncond).
+    ``guide(eps_uncond, eps_cond, t_frac, step) -> eps_guided`` replaces eq. 5's line
+    ε_u + s(ε_c − ε_u) (per-band guidance, :mod:`reschrom.guidance`; ``guidance_scale`` is then
+    unused); it adds no denoiser evaluation.
     ``x_T``: (B, C, H, W) in ``model.dtype`` on ``model.device`` (see :func:`model_noise`).
     Runs under ``torch.inference_mode``; returns x0 (B, C, H, W).
     """
@@ -172,7 +176,7 @@ def sample_cfg(
             e_c = e_u
             for j, i in enumerate(active):
                 e_c = e_c + ws[i] * (outs[1 + j] - e_u)
-            e_g = e_u + s * (e_c - e_u)
+            e_g = e_u + s * (e_c - e_u) if guide is None else guide(e_u, e_c, t, step)
             if on_step is not None:
                 on_step(step, t, a, x, e_u, e_c, e_g)
             x0 = (x - math.sqrt(1.0 - a) * e_g) / math.sqrt(a)

@@ -1,0 +1,57 @@
+"""Per-setting summaries of the guidance experiment with bootstrap intervals over prompts,
+and which settings lie on the accuracy–diversity / accuracy–LSD Pareto front.
+NumPy and pandas only (the table and figure jobs import it without torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("accuracy", "accuracy_colour", "accuracy_shape", "accuracy_concept", "diversity",
+           "diversity_coarse", "lsd_db", "pixel_std", "clip_fraction")
+"""Metric columns of ``results/guidance_design/{model}.parquet`` that :func:`summarise` averages."""
+
+
+def summarise(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Per (model, method, setting, scale): the mean of each metric over prompts and seeds,
+    with ``<metric>_lo``/``_hi``, the 95 % bootstrap interval over prompts (the same prompt
+    resamples for every setting, so that settings compare paired); NaN with one prompt."""
+    rng = np.random.default_rng(int(seed))
+    keys = ["model", "method", "setting", "scale"]
+    prompts = sorted(df["prompt"].unique())
+    P = len(prompts)
+    boots = rng.integers(0, P, size=(int(n_boot), P)) if P > 1 and n_boot > 0 else None
+    out = []
+    for k, g in df.groupby(keys, sort=False):
+        row = dict(zip(keys, k))
+        per_prompt = g.groupby("prompt")[list(metrics)].mean().reindex(prompts)
+        vals = per_prompt.to_numpy(dtype=np.float64)
+        for j, mname in enumerate(metrics):
+            v = vals[:, j]
+            row[mname] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+            if boots is not None and np.isfinite(v).any():
+                with np.errstate(all="ignore"):
+                    bm = np.nanmean(v[boots], axis=1)
+                row[f"{mname}_lo"], row[f"{mname}_hi"] = (float(q) for q in np.nanpercentile(bm, [2.5, 97.5]))
+            else:
+                row[f"{mname}_lo"] = row[f"{mname}_hi"] = float("nan")
+        row["n_prompts"] = int(g["prompt"].nunique())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+
+
+def pareto_front(summary: pd.DataFrame, x: str, y: str = "accuracy", x_larger_better: bool = True) -> pd.Series:
+    """True for the settings no other setting beats on both ``y`` (larger better) and ``x``
+    (larger better, or smaller for a distance such as ``lsd_db``), one strictly."""
+    sx = summary[x].to_numpy(dtype=float) * (1 if x_larger_better else -1)
+    sy = summary[y].to_numpy(dtype=float)
+    on = []
+    for i in range(len(summary)):
+        dom = (sx >= sx[i]) & (sy >= sy[i]) & ((sx > sx[i]) | (sy > sy[i]))
+        on.append(not bool(dom.any()))
+    return pd.Series(on, index=summary.index)

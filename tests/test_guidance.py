@@ -1,0 +1,201 @@
+"""reschrom.guidance: per-band, per-time guidance rules (eq. 5 per band of eq. 19, r_m of eq. 18)
+in every place they run: a classic pipeline's hook, the project's DDIM, a diffusers guider; the
+config checks of the guidance_design section; the experiment's table contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from builders import build_tiny_if_pipeline, build_tiny_sd3_pipeline
+from reschrom.guidance.rules import BandRule, GuidanceError, band_scale, make_rule
+from reschrom.theory.pyramid import band_decompose, band_reconstruct
+from rounding import assert_equal_up_to_rounding
+
+SCHED = {"type": "ddpm", "beta_schedule": "squaredcos_cap_v2"}
+
+
+@pytest.mark.parametrize("R", [16, 28, 8])
+def test_band_scale_is_the_weighted_band_sum(R):
+    g = torch.randn(3, 2, R, R, generator=torch.Generator().manual_seed(R), dtype=torch.float64)
+    bands = band_decompose(g)
+    M = len(bands)
+    w = torch.linspace(0.5, 7.0, M, dtype=torch.float64)
+    ref = band_reconstruct([w[m] * b for m, b in enumerate(bands)])
+    assert_equal_up_to_rounding(band_scale(g, w), ref, scale_of=(ref, g))
+    wb = torch.rand(3, M, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 5
+    ref_b = band_reconstruct([wb[:, m].reshape(-1, 1, 1, 1) * b for m, b in enumerate(bands)])
+    assert_equal_up_to_rounding(band_scale(g, wb), ref_b, scale_of=(ref_b, g))
+    with pytest.raises(GuidanceError, match="bands"):
+        band_scale(g, w[:-1])
+
+
+def test_cfg_rules_are_eq5_and_chroma_follows_the_theory():
+    from reschrom.theory.resolution import chromatography
+    from reschrom.theory.schedules import build_schedule
+
+    c = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    u = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    cfg = make_rule("cfg", 4.0)(c, u, 0.5)
+    assert torch.equal(cfg, u + 4.0 * (c - u))
+    # power 0: every band at w, i.e. CFG
+    assert_equal_up_to_rounding(make_rule("chroma", 4.0, schedule=SCHED, power=0.0)(c, u, 0.5), cfg, scale_of=(cfg,))
+    rule = make_rule("chroma", 6.0, schedule=SCHED, power=1.0)
+    sched = build_schedule("m", SCHED)
+    grid = np.linspace(0, 1, 2001)
+    r = chromatography(sched, grid, 5)
+    for m in range(5):  # at band m's own peak it is guided at full scale; the others less
+        t_peak = grid[int(np.argmax(r[:, m]))]
+        w = rule.scales_at(t_peak, 5)
+        assert w[m] == pytest.approx(6.0)
+        assert np.all(w <= 6.0 + 1e-12) and np.all(w >= 1.0)
+        expected = 1 + 5 * r[int(np.argmax(r[:, m]))] / r.max(axis=0)
+        np.testing.assert_allclose(w, expected, rtol=1e-9)
+    win = make_rule("chroma_window", 6.0, schedule=SCHED, share=0.5)
+    assert set(win.scales_at(0.5, 5).tolist()) <= {1.0, 6.0}
+    iv = make_rule("interval", 6.0, window=[0.2, 0.8])
+    assert iv.scales_at(0.9, 5).tolist() == [1.0] * 5 and iv.scales_at(0.5, 5).tolist() == [6.0] * 5
+
+
+@pytest.mark.parametrize("bad", [
+    dict(method="cfg", scale=0.0), dict(method="cfg", scale=-2.0), dict(method="interval", window=[0.7, 0.3]),
+    dict(method="interval", window=[-0.1, 0.5]), dict(method="magic"), dict(method="chroma"),
+])
+def test_bad_rules_are_one_line(bad):
+    kw = {"scale": 3.0, **bad}
+    with pytest.raises(GuidanceError) as e:
+        BandRule(kw.pop("method"), **kw)
+    assert "\n" not in str(e.value)
+
+
+def _count_calls(module):
+    n = [0]
+    h = module.register_forward_pre_hook(lambda *a: n.__setitem__(0, n[0] + 1))
+    return n, h
+
+
+@pytest.mark.parametrize("build", [build_tiny_if_pipeline, build_tiny_sd3_pipeline])
+def test_pipeline_hook_cfg_is_the_pipelines_cfg_and_costs_nothing(build):
+    from reschrom.guidance.apply import GuidedPipeline
+    from reschrom.models.adapters import PipelineAdapter
+
+    pipe = build()
+    den = PipelineAdapter.for_pipeline(pipe).denoiser
+    kw = dict(prompt=["a red circle"], num_inference_steps=4, output_type="pt")
+    if "clean_caption" in pipe.__call__.__code__.co_varnames:
+        kw["clean_caption"] = False
+    n0, h = _count_calls(den)
+    ref = pipe(guidance_scale=5.0, generator=torch.Generator().manual_seed(0), **kw).images
+    h.remove()
+    n1, h = _count_calls(den)
+    out = GuidedPipeline(pipe, make_rule("cfg", 5.0))(generator=torch.Generator().manual_seed(0), **kw).images
+    h.remove()
+    assert n0[0] == n1[0]
+    assert_equal_up_to_rounding(out, ref, scale_of=(ref,))
+    chroma = GuidedPipeline(pipe, make_rule("chroma", 5.0, schedule=PipelineAdapter.for_pipeline(pipe).schedule()))
+    other = chroma(generator=torch.Generator().manual_seed(0), **kw).images
+    assert (other - ref).abs().max() > 1e-4  # a different rule changes the images
+
+
+def test_denoiser_guide_cfg_is_sample_cfg():
+    from reschrom.guidance.apply import denoiser_guide
+    from reschrom.models.module import ModuleModel
+    from reschrom.sampling.cfg import model_noise, sample_cfg
+
+    class Lin:
+        resolution, channels = 8, 3
+        schedule = {"type": "flow_matching", "shift": 1.0}
+
+        def encode(self, prompts):
+            return torch.tensor([[float(len(p))] for p in prompts])
+
+        def null_condition(self, batch):
+            return torch.zeros(batch, 1)
+
+        def eps(self, x, ab, cond):
+            return 0.5 * x + 0.1 * cond.reshape(-1, 1, 1, 1) * torch.linspace(-1, 1, 8).reshape(1, 1, 1, 8)
+
+    m = ModuleModel.from_object("lin", Lin(), factory="tests:Lin", device="cpu", dtype=torch.float32)
+    x_T = model_noise(m, 2, 0)
+    conds, unc = [m.encode(["ab", "abcd"])], m.null_condition(2)
+    ref = sample_cfg(m, conds, unc, guidance_scale=3.0, num_inference_steps=5, x_T=x_T)
+    out = sample_cfg(m, conds, unc, guidance_scale=1.0, num_inference_steps=5, x_T=x_T,
+                     guide=denoiser_guide(make_rule("cfg", 3.0), 5))
+    assert_equal_up_to_rounding(out, ref, scale_of=(ref,))
+    ch = sample_cfg(m, conds, unc, guidance_scale=1.0, num_inference_steps=5, x_T=x_T,
+                    guide=denoiser_guide(make_rule("chroma", 3.0, schedule=Lin.schedule), 5))
+    assert (ch - ref).abs().max() > 1e-4
+
+
+def test_diffusers_guider_matches_the_rule_and_diffusers_cfg():
+    from diffusers import DDPMScheduler
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    from reschrom.guidance.guider import ChromatographyGuidance
+
+    sched = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    c = torch.randn(2, 4, 16, 16)
+    u = torch.randn(2, 4, 16, 16)
+    g = ChromatographyGuidance.for_scheduler(sched, guidance_scale=5.0, method="cfg")
+    ref = ClassifierFreeGuidance(guidance_scale=5.0)
+    for gd in (g, ref):
+        gd.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
+    assert torch.equal(g.forward(c, u).pred, ref.forward(c, u).pred)
+    assert g.num_conditions == 2
+    ch = ChromatographyGuidance.for_scheduler(sched, guidance_scale=5.0, method="chroma", power=2.0)
+    ch.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
+    rule = make_rule("chroma", 5.0, schedule=ch.config.schedule, power=2.0)
+    assert torch.equal(ch.forward(c, u).pred, rule(c, u, 700 / 999))
+    again = ChromatographyGuidance.from_config(ch.config)  # JSON config round-trips
+    again.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
+    assert torch.equal(again.forward(c, u).pred, ch.forward(c, u).pred)
+    ch.set_state(step=9, num_inference_steps=10, timestep=torch.tensor(10))
+    ch2 = ChromatographyGuidance.from_config(ch.config, stop=0.5)
+    ch2.set_state(step=9, num_inference_steps=10, timestep=torch.tensor(10))
+    assert torch.equal(ch2.forward(c, u).pred, c) and ch2.num_conditions == 1
+
+
+@pytest.mark.parametrize("methods, key", [
+    ([{"method": "cfg", "scales": [2.0, 0.0]}], "guidance_design.methods[0].scales[1]"),
+    ([{"method": "interval", "scales": [2.0], "window": [0.9, 0.1]}], "guidance_design.methods[0].window"),
+    ([{"method": "interval", "scales": [2.0], "window": [0.1, 1.5]}], "guidance_design.methods[0].window"),
+    ([{"method": "bands", "scales": [[2.0, 2.0]]}], "guidance_design.methods[0].scales[0]"),
+    ([{"method": "nope", "scales": [2.0]}], "guidance_design.methods.0.method"),
+])
+def test_bad_guidance_config_is_one_line_naming_the_key(repo, methods, key):
+    import yaml
+
+    from reschrom.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    cfg["guidance_design"]["methods"] = methods
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg, repo / "schemas" / "config.schema.yaml")
+    assert f"'{key}'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_oracle_sweep_table_contract():
+    from reschrom.guidance.experiment import DESIGN_COLUMNS, _oracle_reference, guidance_sweep
+    from reschrom.guidance.summary import pareto_front, summarise
+    from reschrom.models.oracle import build_oracle_pipeline
+
+    pipe = build_oracle_pipeline(8, sampler="ddim")
+    prompts = ["a disc", "grass"]
+    ref = _oracle_reference(pipe, prompts, 2, 64, 0)
+    methods = [{"method": "cfg", "scales": [2.0, 4.0]}, {"method": "chroma", "scales": [4.0], "power": 1.0},
+               {"method": "apg", "scales": [4.0]}]
+    df, ch = guidance_sweep(pipe, prompts, methods, model="oracle", reference=ref, num_samples=3, seeds=[0],
+                            num_inference_steps=4, oracle=True)
+    assert list(df.columns) == DESIGN_COLUMNS
+    assert len(df) == 4 * 2 and df["nfe"].eq(8).all()
+    assert df["accuracy_colour"].isna().all() and df["accuracy_concept"].between(0, 1).all()
+    assert (df["diversity"] > 0).all() and np.isfinite(df["lsd_db"]).all()
+    # where the applied term is nonzero its band shares sum to 1 (the oracle's vanishes once its
+    # posterior has chosen the concept: r̃ undefined there, NaN)
+    sums = ch.dropna(subset=["r_applied"]).groupby(["method", "scale", "step"])["r_applied"].sum()
+    assert len(sums) >= 8
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-9)
+    s = summarise(df, n_boot=20)
+    assert len(s) == 4 and {"accuracy_lo", "accuracy_hi"} <= set(s.columns)
+    assert pareto_front(s, "diversity").any()
