@@ -156,6 +156,39 @@ def test_diffusers_guider_matches_the_rule_and_diffusers_cfg():
     assert torch.equal(ch2.forward(c, u).pred, c) and ch2.num_conditions == 1
 
 
+def test_guider_in_a_modular_sdxl_pipeline():
+    """ChromatographyGuidance in a Modular Diffusers pipeline (tiny SDXL, built offline): at p = 0
+    it is ClassifierFreeGuidance, bitwise; at p = 1 it changes the images, and the t_frac it
+    guides at is the scheduler's timestep over T − 1 at every step."""
+    from diffusers.guiders import ClassifierFreeGuidance
+    from diffusers.modular_pipelines import StableDiffusionXLAutoBlocks
+
+    from builders import build_tiny_sdxl_pipeline
+    from reschrom.guidance.apply import RecordingRule
+    from reschrom.guidance.guider import ChromatographyGuidance
+
+    classic = build_tiny_sdxl_pipeline(resolution=16)
+    pipe = StableDiffusionXLAutoBlocks().init_pipeline()
+    pipe.update_components(**{k: getattr(classic, k) for k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")})
+    pipe.set_progress_bar_config(disable=True)
+
+    def run(guider):
+        pipe.update_components(guider=guider)
+        return pipe(prompt="a red circle", num_inference_steps=4, generator=torch.Generator().manual_seed(0),
+                    height=16, width=16, output="images", output_type="pt")
+
+    ref = run(ClassifierFreeGuidance(guidance_scale=5.0))
+    p0 = run(ChromatographyGuidance.for_scheduler(classic.scheduler, guidance_scale=5.0, method="chroma", power=0.0))
+    assert torch.equal(p0, ref)
+    g1 = ChromatographyGuidance.for_scheduler(classic.scheduler, guidance_scale=5.0, method="chroma", power=1.0)
+    g1.rule = rec = RecordingRule(g1.rule)
+    p1 = run(g1)
+    assert (p1 - ref).abs().max() > 1e-3
+    seen = [t for _, t, _ in rec.records]
+    np.testing.assert_allclose(seen, pipe.scheduler.timesteps.double().numpy() / 999, rtol=1e-12)
+
+
 @pytest.mark.parametrize("methods, key", [
     ([{"method": "cfg", "scales": [2.0, 0.0]}], "guidance_design.methods[0].scales[1]"),
     ([{"method": "interval", "scales": [2.0], "window": [0.9, 0.1]}], "guidance_design.methods[0].window"),
