@@ -98,6 +98,44 @@ def test_pipeline_hook_cfg_is_the_pipelines_cfg_and_costs_nothing(build):
     assert (other - ref).abs().max() > 1e-4  # a different rule changes the images
 
 
+TRUE_CFG = {  # builder, call arguments, the pipeline's CFG scale argument
+    "Flux": ("build_tiny_flux_pipeline", dict(height=16, width=16, negative_prompt="", max_sequence_length=16),
+             "true_cfg_scale"),
+    "Qwen-Image": ("build_tiny_qwenimage_pipeline",
+                   dict(height=32, width=32, negative_prompt="", max_sequence_length=16), "true_cfg_scale"),
+    "Lumina 2": ("build_tiny_lumina2_pipeline", dict(height=64, width=64, max_sequence_length=16, system_prompt=""),
+                 "guidance_scale"),
+    "CogView4": ("build_tiny_cogview4_pipeline", dict(height=16, width=16), "guidance_scale"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(TRUE_CFG))
+def test_pipeline_hook_on_true_cfg_loops(family):
+    """Two calls per step (packed latents for Flux and Qwen-Image, Lumina 2's negated output and
+    norm rescale): the cfg rule gives the loop's own CFG, a chroma rule other latents, and the
+    denoiser is called as often as without the hook."""
+    import builders
+    from reschrom.guidance.apply import GuidedPipeline
+    from reschrom.models.adapters import PipelineAdapter
+
+    name, kw, scale_arg = TRUE_CFG[family]
+    pipe = getattr(builders, name)()
+    pipe.set_progress_bar_config(disable=True)
+    den = PipelineAdapter.for_pipeline(pipe).denoiser
+    kw = dict(prompt=["a red circle"], num_inference_steps=3, output_type="latent", **kw)
+    n0, h = _count_calls(den)
+    ref = pipe(generator=torch.Generator().manual_seed(0), **{scale_arg: 5.0}, **kw)[0]
+    h.remove()
+    n1, h = _count_calls(den)
+    out = GuidedPipeline(pipe, make_rule("cfg", 5.0))(generator=torch.Generator().manual_seed(0), **kw)[0]
+    h.remove()
+    assert n0[0] == n1[0] == 6
+    assert_equal_up_to_rounding(out, ref, scale_of=(ref,))
+    sched = PipelineAdapter.for_pipeline(pipe).schedule()
+    other = GuidedPipeline(pipe, make_rule("chroma", 5.0, schedule=sched))(generator=torch.Generator().manual_seed(0), **kw)[0]
+    assert (other - ref).abs().max() > 1e-3
+
+
 def test_denoiser_guide_cfg_is_sample_cfg():
     from reschrom.guidance.apply import denoiser_guide
     from reschrom.models.module import ModuleModel
