@@ -170,6 +170,7 @@ class BandRule:
         if self.method == "chroma_window" and not 0.0 <= float(self.share) <= 1.0:
             raise GuidanceError(f"share: {self.share!r} lies outside [0, 1]")
         self.chrom = None
+        self._cache: dict[tuple[float, int], np.ndarray] = {}
         if self.method in ("chroma", "chroma_window"):
             if self.schedule is None:
                 raise GuidanceError(f"schedule: the {self.method} rule needs the model's schedule")
@@ -187,10 +188,14 @@ class BandRule:
             if len(self.scales) != M:
                 raise GuidanceError(f"scales: {len(self.scales)} band scales for a model with {M} bands")
             return np.asarray(self.scales, dtype=np.float64)
-        f = self.chrom.formed(t_frac, M)
-        if self.method == "chroma":
-            return 1.0 + (w - 1.0) * f ** float(self.power)
-        return np.where(f >= float(self.share), w, 1.0)
+        key = (float(t_frac), M)
+        if key not in self._cache:  # a sampler's grid repeats over batches and seeds
+            f = self.chrom.formed(t_frac, M)
+            if self.method == "chroma":
+                self._cache[key] = 1.0 + (w - 1.0) * f ** float(self.power)
+            else:
+                self._cache[key] = np.where(f >= float(self.share), w, 1.0)
+        return self._cache[key].copy()
 
     def __call__(
         self,
