@@ -270,3 +270,24 @@ def test_oracle_sweep_table_contract():
     s = summarise(df, n_boot=20)
     assert len(s) == 4 and {"accuracy_lo", "accuracy_hi"} <= set(s.columns)
     assert pareto_front(s, "diversity").any()
+
+
+def test_paired_difference_pairs_by_prompt_and_seed():
+    import pandas as pd
+
+    from reschrom.guidance.summary import paired_difference
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(10):
+        base = rng.normal(0, 1.0)  # a prompt effect shared by both settings
+        for seed in (0, 1):
+            rows.append({"method": "cfg", "scale": 5.0, "prompt": f"p{p}", "seed": seed, "acc": base})
+            rows.append({"method": "chroma", "scale": 5.0, "prompt": f"p{p}", "seed": seed, "acc": base + 0.1 + 0.01 * seed})
+    df = pd.DataFrame(rows)
+    m, lo, hi = paired_difference(df, ("chroma", 5.0), ("cfg", 5.0), "acc", n_boot=200)
+    assert m == pytest.approx(0.105) and lo == pytest.approx(0.105) and hi == pytest.approx(0.105)
+    m2, lo2, hi2 = paired_difference(df, ("cfg", 5.0), ("chroma", 5.0), "acc", n_boot=200)
+    assert m2 == pytest.approx(-0.105)
+    with pytest.raises(KeyError, match="apg"):
+        paired_difference(df, ("apg", 5.0), ("cfg", 5.0), "acc")

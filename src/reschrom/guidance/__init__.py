@@ -53,6 +53,7 @@ EXPORTS: dict[str, str] = {
     'scale_value': 'settings',
     'setting_label': 'settings',
     'METRICS': 'summary',
+    'paired_difference': 'summary',
     'pareto_front': 'summary',
     'summarise': 'summary',
 }

@@ -55,3 +55,26 @@ def pareto_front(summary: pd.DataFrame, x: str, y: str = "accuracy", x_larger_be
         dom = (sx >= sx[i]) & (sy >= sy[i]) & ((sx > sx[i]) | (sy > sy[i]))
         on.append(not bool(dom.any()))
     return pd.Series(on, index=summary.index)
+
+
+def paired_difference(
+    df: pd.DataFrame, a: tuple[str, float], b: tuple[str, float], metric: str, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, 2.5 %, 97.5 %) of ``metric`` of setting ``a`` minus setting ``b`` ((method, scale)
+    each), paired by (prompt, seed): both settings start from the same noise, so the difference
+    is tighter than the two settings' own intervals. The interval resamples prompts."""
+    keys = ["prompt", "seed"]
+
+    def pick(key: tuple[str, float]) -> pd.Series:
+        g = df[(df["method"] == key[0]) & (df["scale"] == float(key[1]))]
+        if g.empty:
+            raise KeyError(f"no rows of setting {key!r}")
+        return g.groupby(keys)[metric].mean()
+
+    d = (pick(a) - pick(b)).dropna().groupby(level="prompt").mean()
+    v = d.to_numpy(dtype=np.float64)
+    if len(v) < 2 or n_boot <= 0:
+        return float(v.mean()) if len(v) else float("nan"), float("nan"), float("nan")
+    idx = np.random.default_rng(int(seed)).integers(0, len(v), size=(int(n_boot), len(v)))
+    lo, hi = np.percentile(v[idx].mean(axis=1), [2.5, 97.5])
+    return float(v.mean()), float(lo), float(hi)
