@@ -1,6 +1,6 @@
 """Cost per step of the guidance rules against plain CFG (goal ≤ 1.02×), same process.
 
-A random-weight IF-style pipeline (tests/builders.py; learned variance) at ``--resolution``
+A random-weight IF-style pipeline (tests/helpers/builders.py; learned variance) at ``--resolution``
 samples ``--images`` images × ``--steps`` steps with its own CFG, then through
 :class:`reschrom.guidance.apply.GuidedPipeline` with each rule; runs are interleaved, the median
 CPU time of ``--repeats`` runs is compared. No rule adds a denoiser evaluation.
@@ -20,7 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 from builders import build_tiny_if_pipeline  # noqa: E402
 from reschrom.guidance.apply import GuidedPipeline  # noqa: E402
