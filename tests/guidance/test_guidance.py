@@ -228,10 +228,10 @@ def test_guider_in_a_modular_sdxl_pipeline():
 
 
 @pytest.mark.parametrize("methods, key", [
-    ([{"method": "cfg", "scales": [2.0, 0.0]}], "guidance_design.methods[0].scales[1]"),
-    ([{"method": "interval", "scales": [2.0], "window": [0.9, 0.1]}], "guidance_design.methods[0].window"),
-    ([{"method": "interval", "scales": [2.0], "window": [0.1, 1.5]}], "guidance_design.methods[0].window"),
-    ([{"method": "bands", "scales": [[2.0, 2.0]]}], "guidance_design.methods[0].scales[0]"),
+    ([{"method": "cfg", "scales": [2.0, 0.0]}], "guidance_design.methods.0.scales.1"),
+    ([{"method": "interval", "scales": [2.0], "window": [0.9, 0.1]}], "guidance_design.methods.0.window"),
+    ([{"method": "interval", "scales": [2.0], "window": [0.1, 1.5]}], "guidance_design.methods.0.window"),
+    ([{"method": "bands", "scales": [[2.0, 2.0]]}], "guidance_design.methods.0.scales.0"),
     ([{"method": "nope", "scales": [2.0]}], "guidance_design.methods.0.method"),
 ])
 def test_bad_guidance_config_is_one_line_naming_the_key(repo, methods, key):

@@ -73,7 +73,7 @@ def check_methods(methods: Sequence[Mapping[str, Any]], num_levels: int | None, 
     an unknown method, a scale ≤ 0, a window outside [0, 1] or empty, a per-band scale list
     whose length is not the model's band count ``num_levels`` (when known)."""
     for i, e in enumerate(methods):
-        k = f"{key}[{i}]"
+        k = f"{key}.{i}"
         m = e.get("method")
         if m not in METHODS:
             raise GuidanceError(f"config key '{k}.method': {m!r} is unknown; allowed: {', '.join(METHODS)}")
@@ -83,18 +83,18 @@ def check_methods(methods: Sequence[Mapping[str, Any]], num_levels: int | None, 
                 try:
                     check_scale(v)
                 except GuidanceError:
-                    raise GuidanceError(f"config key '{k}.scales[{j}]': {v!r} is not a positive guidance scale") from None
+                    raise GuidanceError(f"config key '{k}.scales.{j}': {v!r} is not a positive guidance scale") from None
             if m == "fdg" and (not isinstance(s, (list, tuple)) or len(s) != 2):
-                raise GuidanceError(f"config key '{k}.scales[{j}]': fdg takes [w_high, w_low], got {s!r}")
+                raise GuidanceError(f"config key '{k}.scales.{j}': fdg takes [w_high, w_low], got {s!r}")
             if m == "bands":
                 if not isinstance(s, (list, tuple)):
-                    raise GuidanceError(f"config key '{k}.scales[{j}]': bands takes one scale per band, got {s!r}")
+                    raise GuidanceError(f"config key '{k}.scales.{j}': bands takes one scale per band, got {s!r}")
                 if num_levels is not None and len(s) != num_levels:
                     raise GuidanceError(
-                        f"config key '{k}.scales[{j}]': {len(s)} band scales, but the model's resolution has {num_levels} bands"
+                        f"config key '{k}.scales.{j}': {len(s)} band scales, but the model's resolution has {num_levels} bands"
                     )
             if m not in ("fdg", "bands") and isinstance(s, (list, tuple)):
-                raise GuidanceError(f"config key '{k}.scales[{j}]': {m} takes one number per setting, got {s!r}")
+                raise GuidanceError(f"config key '{k}.scales.{j}': {m} takes one number per setting, got {s!r}")
         if m == "chroma_window" and not 0.0 <= float(e.get("share", 0.5)) <= 1.0:
             raise GuidanceError(f"config key '{k}.share': {e.get('share')!r} lies outside [0, 1]")
         if m == "interval":
