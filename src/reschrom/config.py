@@ -124,6 +124,7 @@ EMPTY_STAGES: dict[tuple[str, ...], str] = {
     ("spectra", "run"): "no x̂0 spectra will be measured",
     ("design", "schedules"): "no schedule will be designed",
     ("design", "nfe", "run"): "no NFE experiment will run",
+    ("guidance_design", "run"): "no guidance methods will be compared",
 }
 """Stage lists that may be empty on purpose, with what an empty one leaves out of the run."""
 

@@ -41,7 +41,7 @@ def test_each_empty_stage_list_is_one_line():
     assert len(lines) == 1 and lines[0].startswith(MEASURE_LINE), lines
     emptied = _config(
         {"chromatography": {"measure": []}, "compose": {"run": []}, "spectra": {"run": []},
-         "design": {"schedules": [], "nfe": {"run": []}}}
+         "design": {"schedules": [], "nfe": {"run": []}}, "guidance_design": {"run": []}}
     )  # fmt: skip
     lines = empty_stage_notices(emptied)
     assert [ln.split(" is empty")[0] for ln in lines] == [f"reschrom: {'.'.join(k)}" for k in EMPTY_STAGES]
