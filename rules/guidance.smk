@@ -40,7 +40,7 @@ rule plot_guidance_design:
         report(
             "results/figures/guidance_design_{model}.png",
             caption="../report/guidance_design.rst",
-            category="Guidance designed from the chromatography (beyond the paper; eq. 18–19, §4.1)",
+            category="Guidance design (beyond the paper, §4.1)",
             labels={"figure": "accuracy against diversity and LSD", "model": "{model}"},
         ),
     log:

@@ -31,7 +31,7 @@ rule table_upscale_metrics:
         "../scripts/report_table.py"
 
 
-# The tables of a model (agreement, composing shares): one rule and its `use rule` twin.
+# The tables of a model (agreement, composing shares, guidance design): one rule and its `use rule` twins.
 rule table_chromatography_agreement:
     input:
         "results/chromatography/{model}_agreement.parquet",
@@ -86,7 +86,7 @@ use rule table_chromatography_agreement as table_guidance_design with:
             "results/tables/guidance_design_{model}.html",
             caption="../report/table_guidance_design.rst",
             category="Key tables (§4.1–4.3)",
-            subcategory="Guidance designed from the chromatography (beyond the paper)",
+            subcategory="Guidance design (beyond the paper, §4.1)",
             labels={"figure": "guidance methods table", "model": "{model}"},
         ),
     log:

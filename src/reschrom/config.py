@@ -187,9 +187,16 @@ def _check_guidance_design(config: Mapping[str, Any]) -> None:
     """The guidance experiment's methods, per model (scales > 0, windows inside [0, 1] and not
     empty, per-band scale lists as long as the model's band count)."""
     from reschrom.guidance.settings import GuidanceError, check_methods, model_num_levels
-    from reschrom.models.registry import stage_models, stage_settings
+    from reschrom.models.registry import model_entry, stage_models, stage_settings
 
     sec = config.get("guidance_design") or {}
+    for name in stage_models(config, "guidance_design"):
+        kind = (model_entry(config, name) or {}).get("kind")
+        if kind == "pipeline":  # latent pipelines: samples, data and bands live on other grids
+            raise ConfigError(
+                f"config key 'guidance_design.run': model '{name}' is a kind: pipeline model; the guidance "
+                "experiment compares pixel-space models (trained, oracle, module) against their data — "
+                "guide a pipeline directly with reschrom.guidance.GuidedPipeline")
     try:
         check_methods(sec.get("methods") or [], None, "guidance_design.methods")
         for name in stage_models(config, "guidance_design"):

@@ -291,3 +291,42 @@ def test_paired_difference_pairs_by_prompt_and_seed():
     assert m2 == pytest.approx(-0.105)
     with pytest.raises(KeyError, match="apg"):
         paired_difference(df, ("apg", 5.0), ("cfg", 5.0), "acc")
+
+
+def test_guider_clock_on_shifted_flow_and_edm_schedulers():
+    """The guider's t_frac is the schedule's own time, not σ: with SD3's shift s = 3 a timestep of
+    500 (σ' = 0.5) is t_frac 0.25, since 3·0.25/(1 + 2·0.25) = 0.5; EDM's timestep is c_noise =
+    ln(σ)/4, so c_noise = ln(80)/4 is σ_max, t_frac 1, and ln(0.002)/4 is σ_min, t_frac 0."""
+    import math
+
+    from diffusers import EDMEulerScheduler, FlowMatchEulerDiscreteScheduler
+
+    from reschrom.guidance.guider import ChromatographyGuidance
+
+    g = ChromatographyGuidance.for_scheduler(FlowMatchEulerDiscreteScheduler(shift=3.0), method="chroma")
+    assert g.t_frac(torch.tensor([500.0])) == pytest.approx(0.25, abs=1e-12)
+    assert g.t_frac(1000.0) == pytest.approx(1.0) and g.t_frac(0.0) == pytest.approx(0.0)
+    e = ChromatographyGuidance.for_scheduler(EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0), method="chroma")
+    assert e.t_frac(math.log(80.0) / 4) == pytest.approx(1.0, abs=1e-9)
+    assert e.t_frac(math.log(0.002) / 4) == pytest.approx(0.0, abs=1e-9)
+    # and the scheduler's own timesteps map to a decreasing clock in [0, 1]
+    s = EDMEulerScheduler()
+    s.set_timesteps(8)
+    t = [e.t_frac(float(x)) for x in s.timesteps]
+    assert all(0 <= a <= 1 for a in t) and t == sorted(t, reverse=True)
+
+
+def test_guidance_experiment_refuses_a_pipeline_model_in_one_line(repo):
+    """A latent diffusers pipeline (samples in [0, 1] pixels, bands on the latent grid) would give
+    meaningless accuracy/LSD rows: the experiment refuses it at planning, naming the model."""
+    import yaml
+
+    from reschrom.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    cfg["models"]["sdxl"] = {"kind": "pipeline", "path": "stabilityai/stable-diffusion-xl-base-1.0"}
+    cfg["guidance_design"]["run"] = ["oracle", "sdxl"]
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg, repo / "schemas" / "config.schema.yaml")
+    msg = str(e.value)
+    assert "'guidance_design.run'" in msg and "'sdxl'" in msg and "\n" not in msg

@@ -1,5 +1,5 @@
 """Hygiene: linters clean, every rule follows the conventions of CONTRIBUTING.md, and the committed
-rule graph (docs/rulegraph.svg, shown in the README) is the workflow's current one.
+rule graph (docs/rulegraph.svg, shown in docs/cluster.md) is the workflow's current one.
 
 Fixes: ``ruff check --fix src tests benchmarks``; ``snakefmt Snakefile rules`` (settings in
 pyproject.toml); ``make rulegraph`` (needs graphviz).

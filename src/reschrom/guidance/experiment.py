@@ -28,6 +28,7 @@ intervals over prompts.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -67,8 +68,6 @@ def _sample_pipeline(pipe: Any, rule: Any, prompts: list[str], steps: int, seed:
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     kw: dict[str, Any] = {}
-    import inspect
-
     if "clean_caption" in inspect.signature(pipe.__call__).parameters:
         kw["clean_caption"] = False
     out = GuidedPipeline(pipe, rule)(prompt=prompts, num_inference_steps=int(steps), generator=gen, output_type="pt", **kw)
@@ -223,7 +222,6 @@ def guidance_sweep(
     for entry, scale in expand_settings(methods):
         params = {k: v for k, v in entry.items() if k not in ("method", "scales")}
         label = setting_label(entry)
-        rec = None
         for seed in seeds:
             rule = make_rule(entry["method"], scale, schedule=schedule, kernel=kernel, **params)
             rec = RecordingRule(rule, kernel)
@@ -245,7 +243,8 @@ def guidance_sweep(
                         "r_applied": float(e[m]) / tot if tot > 0 else float("nan"), "r_theory": float(r_th[m]),
                     })
     df = pd.DataFrame(rows, columns=DESIGN_COLUMNS)
-    ch = pd.DataFrame(chrom_rows)
+    ch = pd.DataFrame(chrom_rows, columns=["model", "method", "setting", "scale", "seed", "step", "t_frac", "m",
+                                           "resolution", "r_applied", "r_theory"])
     ch = ch.groupby(["model", "method", "setting", "scale", "step", "m"], as_index=False, sort=False).agg(
         t_frac=("t_frac", "first"), resolution=("resolution", "first"), r_applied=("r_applied", "mean"),
         r_theory=("r_theory", "first"),

@@ -14,6 +14,7 @@ reads it off a diffusers scheduler): a DDPM step t is t/(T−1), a flow-matching
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -105,13 +106,21 @@ class ChromatographyGuidance(BaseGuidance):
         )
 
     def t_frac(self, timestep: Any) -> float:
-        """The schedule's t_frac of a scheduler timestep (DDPM step, or σ·T for flow matching)."""
-        from reschrom.theory.schedules import DiscreteSchedule
+        """The schedule's t_frac of a scheduler timestep: a DDPM step; σ·T for flow matching, whose
+        σ carries the scheduler's shift (σ = s·t/(1 + (s−1)·t), so t_frac is its inverse, not σ);
+        EDM's c_noise = ln(σ)/4 (diffusers' ``EDMEulerScheduler.precondition_noise``)."""
+        from reschrom.theory.schedules import DiscreteSchedule, EDMSchedule, FlowMatchingSchedule
 
         t = float(timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep)
         if isinstance(self._sched, DiscreteSchedule):
-            return float(self._sched.t_frac_from_native(t))
-        return t / self.num_train_timesteps
+            native = t
+        elif isinstance(self._sched, FlowMatchingSchedule):
+            native = t / self.num_train_timesteps
+        elif isinstance(self._sched, EDMSchedule):
+            native = math.exp(4.0 * t)
+        else:
+            raise GuidanceError(f"schedule: cannot place a timestep of a {type(self._sched).__name__} on the clock")
+        return min(1.0, max(0.0, float(self._sched.t_frac_from_native(native))))
 
     def prepare_inputs(self, data: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[Any]:
         idx = [0] if self.num_conditions == 1 else [0, 1]

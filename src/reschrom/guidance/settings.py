@@ -3,8 +3,8 @@
 :data:`METHODS`, the one-line :class:`GuidanceError`, the checks of a scale and a t/T window,
 and the checks of the ``guidance_design.methods`` entries of the config (unknown method, scale
 ≤ 0, window outside [0, 1] or empty, a per-band scale list whose length is not the model's band
-count), with the labels the experiment's tables give each setting. NumPy and the standard
-library only: ``reschrom.config`` calls these while Snakemake plans.
+count), with the labels the experiment's tables give each setting. No torch (the theory layer and
+the standard library): ``reschrom.config`` calls these while Snakemake plans.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def expand_settings(methods: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str
 
 
 def check_methods(methods: Sequence[Mapping[str, Any]], num_levels: int | None, key: str) -> None:
-    """One-line :class:`reschrom.guidance.rules.GuidanceError` naming ``key`` for a bad entry:
+    """One-line :class:`GuidanceError` naming ``key`` for a bad entry:
     an unknown method, a scale ≤ 0, a window outside [0, 1] or empty, a per-band scale list
     whose length is not the model's band count ``num_levels`` (when known)."""
     for i, e in enumerate(methods):

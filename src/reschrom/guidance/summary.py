@@ -43,8 +43,6 @@ def summarise(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, metrics: Seque
     return pd.DataFrame(out)
 
 
-
-
 def pareto_front(summary: pd.DataFrame, x: str, y: str = "accuracy", x_larger_better: bool = True) -> pd.Series:
     """True for the settings no other setting beats on both ``y`` (larger better) and ``x``
     (larger better, or smaller for a distance such as ``lsd_db``), one strictly."""
@@ -58,17 +56,22 @@ def pareto_front(summary: pd.DataFrame, x: str, y: str = "accuracy", x_larger_be
 
 
 def paired_difference(
-    df: pd.DataFrame, a: tuple[str, float], b: tuple[str, float], metric: str, n_boot: int = 1000, seed: int = 0
+    df: pd.DataFrame, a: tuple, b: tuple, metric: str, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """(mean, 2.5 %, 97.5 %) of ``metric`` of setting ``a`` minus setting ``b`` ((method, scale)
-    each), paired by (prompt, seed): both settings start from the same noise, so the difference
-    is tighter than the two settings' own intervals. The interval resamples prompts."""
+    each, or (method, scale, setting) where one method is swept over several settings), paired
+    by (prompt, seed): both settings start from the same noise, so the difference is tighter
+    than the two settings' own intervals. The interval resamples prompts."""
     keys = ["prompt", "seed"]
 
-    def pick(key: tuple[str, float]) -> pd.Series:
+    def pick(key: tuple) -> pd.Series:
         g = df[(df["method"] == key[0]) & (df["scale"] == float(key[1]))]
+        if len(key) > 2:
+            g = g[g["setting"] == key[2]]
         if g.empty:
             raise KeyError(f"no rows of setting {key!r}")
+        if "setting" in g and g["setting"].nunique() > 1:
+            raise KeyError(f"setting {key!r} is ambiguous: {sorted(g['setting'].unique())}; name one as a third item")
         return g.groupby(keys)[metric].mean()
 
     d = (pick(a) - pick(b)).dropna().groupby(level="prompt").mean()
