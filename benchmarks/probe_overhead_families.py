@@ -29,7 +29,7 @@ from reschrom.measure.probe import GuidanceProbe
 
 
 def main(argv: list[str] | None = None) -> int:
-    from test_family_matrix import FAMILIES, _kw, _pipe
+    from test_family_matrix import FAMILIES, STRUCT, _kw, _pipe, _run
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = _pipe(name)
         kw = {**_kw(name), "num_inference_steps": args.steps}
 
-        def run(pipe=pipe, kw=kw) -> torch.Tensor:
-            with torch.no_grad():
-                return pipe("a red circle", generator=torch.Generator().manual_seed(0), **kw).images
+        def run(pipe=pipe, kw=kw) -> torch.Tensor:  # the matrix's own call (Kandinsky's image
+            return _run(pipe, STRUCT, kw)  # embeddings, a Modular pipeline's guider scale)
 
         ref = run()  # warm-up
         bare, probed = [], []

@@ -245,9 +245,10 @@ class GuidanceProbe(contextlib.AbstractContextManager):
         a = self.adapter
         c = x.shape[1]
         out_u, out_c = out_u[:, :c], out_c[:, :c]
-        g = a.guidance_eps(out_u, out_c, t[:1])  # ε_c − ε_u without forming ε (no cancellation)
-        eps_uncond = a.to_eps(x, out_u, t[:1])
-        eps_cond = a.to_eps(x, out_c, t[:1])
+        t0 = t[:1]  # one tensor for the three conversions (the adapter remembers its σ)
+        g = a.guidance_eps(out_u, out_c, t0)  # ε_c − ε_u without forming ε (no cancellation)
+        eps_uncond = a.to_eps(x, out_u, t0)
+        eps_cond = a.to_eps(x, out_c, t0)
         # one batched pyramid pass over the three tensors (one set of pooling kernels per step)
         b = g.shape[0]
         e = pyramid.band_energies(torch.cat([g, eps_cond, eps_uncond]), self.kernel)  # (cat promotes dtypes)

@@ -71,6 +71,7 @@ EXPORTS: dict[str, str] = {
     'output_tensor': 'families',
     'replace_at': 'families',
     'replace_output': 'families',
+    'memo_sigma': 'families',
     'scheduler_sigma': 'families',
     'track_geometry': 'families',
     'unpack_latents': 'families',

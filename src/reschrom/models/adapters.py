@@ -42,6 +42,7 @@ from reschrom.models.families import (
     output_tensor,
     replace_at,
     replace_output,
+    memo_sigma,
     scheduler_sigma,
     track_geometry,
     unpack_latents,
@@ -502,8 +503,8 @@ class FlowMatchAdapter(PipelineAdapter):
     def sigma(self, timestep: Any, device: torch.device | str | None = None) -> torch.Tensor:
         """σ of a transformer timestep t: the scheduler's at t_s = a·t + b
         (:func:`reschrom.models.families.scheduler_sigma`)."""
-        ts = self.clock_a * self._t(timestep, device) + self.clock_b
-        return scheduler_sigma(self.pipe.scheduler, ts, self._tables)
+        return memo_sigma(self._tables, timestep, device, lambda: scheduler_sigma(
+            self.pipe.scheduler, self.clock_a * self._t(timestep, device) + self.clock_b, self._tables))
 
     def denoiser_timestep(self, scheduler_timestep: Any) -> Any:
         if self.clock_a == 1.0 and self.clock_b == 0.0:

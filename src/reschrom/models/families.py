@@ -367,6 +367,21 @@ def unpack_latents(pipe: Any, x: torch.Tensor, geometry: tuple[int, int] | None)
     return out[:, :, 0] if out.ndim == 5 else out  # Qwen-Image: (B, C, 1, H, W)
 
 
+def memo_sigma(cache: dict[str, Any], timestep: Any, device: Any, compute: Any) -> torch.Tensor:
+    """``compute()`` (σ of ``timestep``), remembered for the last timestep tensor: one probe,
+    composer or x̂0 hook asks several times per step for the σ of the same tensor (ε, g, ᾱ, the
+    clock). The memo holds the tensor itself (so its id cannot be reused) and its ``_version``
+    (an in-place change invalidates it); a non-tensor timestep is never remembered."""
+    ver = getattr(timestep, "_version", None)
+    memo = cache.get("memo")
+    if ver is not None and memo is not None and memo[0] is timestep and memo[1:3] == (ver, str(device)):
+        return memo[3]
+    out = compute()
+    if ver is not None:
+        cache["memo"] = (timestep, ver, str(device), out)
+    return out
+
+
 def scheduler_sigma(scheduler: Any, ts: torch.Tensor, cache: dict[str, Any]) -> torch.Tensor:
     """σ at scheduler timestep ``ts`` read from ``scheduler``: its own ``sigmas`` entry at each of
     its steps (the shift, static or dynamic, μ from the image sequence length, integer
