@@ -286,3 +286,27 @@ def test_modular_other_guiders_and_pipelines_are_refused_by_name():
     with pytest.raises(ValueError) as exc:
         PipelineAdapter.for_pipeline(pipe)
     _one_line(exc, "MyModularPipeline", "not been checked")
+
+
+def test_memo_sigma_remembers_only_the_same_unchanged_tensor():
+    """The adapter's σ memo: the same tensor object is computed once; an in-place change, another
+    tensor, an inference-mode tensor (no version counter) or a Python number is computed anew."""
+    from reschrom.models.families import memo_sigma
+
+    calls: list[int] = []
+
+    def ask(t, v):
+        return memo_sigma(cache, t, None, lambda: calls.append(v) or torch.tensor(float(v)))
+
+    cache: dict = {}
+    t = torch.tensor([1.0])
+    ask(t, 1), ask(t, 2)
+    assert calls == [1]
+    t.add_(1.0)
+    ask(t, 3)
+    ask(t.clone(), 4)
+    assert calls == [1, 3, 4]
+    with torch.inference_mode():
+        ti = torch.tensor([1.0])
+    ask(ti, 5), ask(ti, 6), ask(0.5, 7), ask(0.5, 8)
+    assert calls == [1, 3, 4, 5, 6, 7, 8]

@@ -371,8 +371,10 @@ def memo_sigma(cache: dict[str, Any], timestep: Any, device: Any, compute: Any) 
     """``compute()`` (σ of ``timestep``), remembered for the last timestep tensor: one probe,
     composer or x̂0 hook asks several times per step for the σ of the same tensor (ε, g, ᾱ, the
     clock). The memo holds the tensor itself (so its id cannot be reused) and its ``_version``
-    (an in-place change invalidates it); a non-tensor timestep is never remembered."""
-    ver = getattr(timestep, "_version", None)
+    (an in-place change invalidates it); a non-tensor timestep, or an inference-mode tensor (which
+    has no version counter), is never remembered."""
+    tensor = isinstance(timestep, torch.Tensor) and not timestep.is_inference()
+    ver = timestep._version if tensor else None
     memo = cache.get("memo")
     if ver is not None and memo is not None and memo[0] is timestep and memo[1:3] == (ver, str(device)):
         return memo[3]
