@@ -18,6 +18,35 @@ REPO = Path(__file__).resolve().parents[2]
 COPY_ITEMS = ["Snakefile", "rules", "scripts", "schemas", "envs", "report", "configs", "config.yaml", "src", "profiles", "data"]
 
 
+USER_MODELS = REPO / "tests" / "helpers" / "user_models"
+
+
+def broken_module_config(tmp: Path, extra: str = "") -> str:
+    """A ``kind: module`` model ``bad`` whose ``eps`` drops a column (a wrong shape at run time):
+    writes its module under ``tmp/user`` and returns the config YAML (``extra`` appended) that
+    measures it on one prompt, ``'digit 3'``, for 4 steps."""
+    user = tmp / "user"
+    user.mkdir(parents=True, exist_ok=True)
+    (user / "broken.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(USER_MODELS)!r})\n"
+        "import edm_classes\n\n"
+        "def load(device=None, dtype=None):\n"
+        "    m = edm_classes.load(device=device, dtype=dtype)\n"
+        "    good = m.eps\n"
+        "    m.eps = lambda x, a, c: good(x, a, c)[..., :-1]  # drops a column: wrong shape\n"
+        "    return m\n"
+    )
+    return (
+        "models:\n"
+        f"  bad: {{kind: module, path: '{user}', factory: 'broken:load'}}\n"
+        "chromatography:\n"
+        "  measure: [bad]\n"
+        "  overrides:\n"
+        "    bad: {prompts: ['digit 3'], num_inference_steps: 4, num_samples: 1}\n"
+    ) + extra
+
+
 def copy_workflow(dest: Path) -> Path:
     """Copy the workflow (not results, not the venv) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -5,40 +5,17 @@ job's log, which ends on the same line."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from reschrom.measure.prompts import prompt_id
-from workflow_utils import copy_workflow, snakemake
+from workflow_utils import broken_module_config, copy_workflow, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-USER_MODELS = Path(__file__).resolve().parents[1] / "helpers" / "user_models"
-
-
 def test_failed_jobs_print_their_one_line_error_on_the_console(tmp_path):
-    user = tmp_path / "user"
-    user.mkdir()
-    (user / "broken.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(USER_MODELS)!r})\n"
-        "import edm_classes\n\n"
-        "def load(device=None, dtype=None):\n"
-        "    m = edm_classes.load(device=device, dtype=dtype)\n"
-        "    good = m.eps\n"
-        "    m.eps = lambda x, a, c: good(x, a, c)[..., :-1]  # drops a column: wrong shape\n"
-        "    return m\n"
-    )
     wd = copy_workflow(tmp_path / "wf")
-    (wd / "broken.yaml").write_text(
-        "models:\n"
-        f"  bad: {{kind: module, path: '{user}', factory: 'broken:load'}}\n"
-        "chromatography:\n"
-        "  measure: [bad]\n"
-        "  overrides:\n"
-        "    bad: {prompts: ['digit 3'], num_inference_steps: 4, num_samples: 1}\n"
-    )
+    (wd / "broken.yaml").write_text(broken_module_config(tmp_path))
     # inputs that exist but are corrupt: a data job, a training job and a plot job read them
     level0 = wd / "results/data/shapes/train/level_0.safetensors"
     theory = wd / "results/theory/linear.parquet"

@@ -13,7 +13,7 @@ import pytest
 from reschrom.measure.aggregate import CHROMATOGRAPHY_COLUMNS
 from reschrom.measure.guidance import GUIDANCE_COLUMNS
 from reschrom.measure.prompts import prompt_id
-from workflow_utils import copy_workflow, snakemake
+from workflow_utils import broken_module_config, copy_workflow, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -68,29 +68,8 @@ def test_user_module_model_end_to_end(tmp_path):
 
 
 def test_broken_module_model_fails_in_one_line_and_writes_nothing(tmp_path):
-    user = tmp_path / "user"
-    user.mkdir()
-    (user / "broken.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(USER_MODELS)!r})\n"
-        "import edm_classes\n\n"
-        "def load(device=None, dtype=None):\n"
-        "    m = edm_classes.load(device=device, dtype=dtype)\n"
-        "    good = m.eps\n"
-        "    m.eps = lambda x, a, c: good(x, a, c)[..., :-1]  # drops a column: wrong shape\n"
-        "    return m\n"
-    )
     wd = copy_workflow(tmp_path / "wf")
-    (wd / "broken.yaml").write_text(
-        "models:\n"
-        f"  bad: {{kind: module, path: '{user}', factory: 'broken:load'}}\n"
-        "chromatography:\n"
-        "  measure: [bad]\n"
-        "  overrides:\n"
-        "    bad: {prompts: ['digit 3'], num_inference_steps: 4, num_samples: 1}\n"
-        "compose: {run: []}\n"
-        "spectra: {run: []}\n"
-    )
+    (wd / "broken.yaml").write_text(broken_module_config(tmp_path, "compose: {run: []}\nspectra: {run: []}\n"))
     dump = f"results/guidance/bad/{prompt_id('digit 3')}.parquet"
     proc = snakemake(wd, dump, "--cores", "1", "--configfile", "configs/smoke.yaml", "broken.yaml", check=False)
     assert proc.returncode != 0
@@ -101,7 +80,7 @@ def test_broken_module_model_fails_in_one_line_and_writes_nothing(tmp_path):
     # a factory that does not exist is caught when Snakemake plans, before any job
     (wd / "missing.yaml").write_text(
         "models:\n"
-        f"  bad: {{kind: module, path: '{user}', factory: 'broken:nope'}}\n"
+        f"  bad: {{kind: module, path: '{tmp_path / 'user'}', factory: 'broken:nope'}}\n"
     )
     proc = snakemake(wd, "-n", "--configfile", "configs/smoke.yaml", "broken.yaml", "missing.yaml", check=False)
     assert proc.returncode != 0
