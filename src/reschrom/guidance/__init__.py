@@ -43,6 +43,8 @@ EXPORTS: dict[str, str] = {
     'as_schedule': 'rules',
     'band_scale': 'rules',
     'make_rule': 'rules',
+    'BAND_METHODS': 'settings',
+    'CHROMA_METHODS': 'settings',
     'GuidanceError': 'settings',
     'METHODS': 'settings',
     'check_methods': 'settings',

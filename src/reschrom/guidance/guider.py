@@ -22,6 +22,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput
 
 from reschrom.guidance.rules import BandRule, GuidanceError
+from reschrom.guidance.settings import CHROMA_METHODS
 
 
 def scheduler_schedule_spec(scheduler: Any) -> dict[str, Any]:
@@ -50,9 +51,9 @@ def scheduler_schedule_spec(scheduler: Any) -> dict[str, Any]:
 class ChromatographyGuidance(BaseGuidance):
     """Per-band, per-time guidance (``reschrom.guidance.rules``) as a diffusers guider.
 
-    Args: ``guidance_scale`` w; ``method`` one of cfg, interval, bands, chroma, chroma_window;
-    ``power`` (chroma), ``share`` (chroma_window), ``window`` (interval, t_frac [lo, hi]),
-    ``scales`` (bands, finest first); ``schedule`` the model's schedule as a config mapping;
+    Args: ``guidance_scale`` w; ``method`` one of cfg, interval, bands, chroma, chroma_window,
+    chroma_onset; ``power`` (chroma), ``share`` (chroma_window: 0.5, chroma_onset: 0.3 when
+    None), ``window`` (interval, t_frac [lo, hi]), ``scales`` (bands, finest first); ``schedule`` the model's schedule as a config mapping;
     ``num_train_timesteps`` T of the scheduler's timesteps; ``kernel`` of the pyramid;
     ``start``/``stop``/``enabled`` as every diffusers guider (outside, the conditional
     prediction alone).
@@ -66,7 +67,7 @@ class ChromatographyGuidance(BaseGuidance):
         guidance_scale: float = 5.0,
         method: str = "chroma",
         power: float = 1.0,
-        share: float = 0.5,
+        share: float | None = None,
         window: list[float] | None = None,
         scales: list[float] | None = None,
         schedule: dict[str, Any] | None = None,
@@ -88,7 +89,7 @@ class ChromatographyGuidance(BaseGuidance):
         sched = schedule or {"type": "ddpm", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
         self.rule = BandRule(
             method, scale=guidance_scale, scales=scales, window=window, power=power, share=share,
-            schedule=sched if method in ("chroma", "chroma_window") else None, kernel=kernel,
+            schedule=sched if method in CHROMA_METHODS else None, kernel=kernel,
         )
         from reschrom.guidance.rules import as_schedule
 

@@ -25,6 +25,12 @@ time fraction (1 = noise):
   window around its peak;
 * ``chroma_window`` — w_m(t) = w while band m is being formed, r_m(t) ≥ θ·max_t r_m, else 1;
   θ = 0 is CFG;
+* ``chroma_onset`` — w_m(t) = w on the rising flank of band m's formation only: r_m(t) ≥ θ·max_t
+  r_m and t ≥ t*_m, the time of the band's peak (1 elsewhere). Since SNR_{τ_m} = 4^m·SNR(t),
+  every level's d log SNR/dt is the same and r_m(t) ∝ p_m(1 − p_m) with p_m = ᾱ_{τ_m(t)}
+  (eq. 18 with eq. 16); the peak sits where the level's own signal share p_m is about ½. Before
+  it the band's content is being chosen, after it the band is refined around a choice already
+  made: guiding it there only overshoots. θ = 0 guides the whole rising flank;
 * ``fdg``, ``apg`` — diffusers' own ``FrequencyDecoupledGuidance`` (Laplacian pyramid, needs
   ``kornia``) and ``AdaptiveProjectedGuidance``, wrapped by :class:`DiffusersGuiderRule` so
   that they run wherever the band rules run.
@@ -43,7 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from reschrom.guidance.settings import METHODS, GuidanceError, check_scale, check_window
+from reschrom.guidance.settings import (
+    BAND_METHODS,
+    CHROMA_METHODS,
+    METHODS,
+    GuidanceError,
+    check_scale,
+    check_window,
+)
 
 # --------------------------------------------------------------------------------------
 # the band sum
@@ -112,6 +125,7 @@ class Chromatography:
     kernel: int = 2
     n_t: int = 2001
     _peak: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _peak_t: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.schedule = as_schedule(self.schedule)
@@ -130,6 +144,16 @@ class Chromatography:
             self._peak[num_levels] = chromatography(self.schedule, grid, num_levels, self.kernel).max(axis=0)
         return self._peak[num_levels]
 
+    def peak_time(self, num_levels: int) -> np.ndarray:
+        """t*_m = argmax_t r_m(t) per level m on the grid, shape (M,) (the coarsest band's is
+        t = 1: its share of the formation is largest at pure noise)."""
+        if num_levels not in self._peak_t:
+            from reschrom.theory.resolution import chromatography
+
+            grid = np.linspace(0.0, 1.0, self.n_t)
+            self._peak_t[num_levels] = grid[chromatography(self.schedule, grid, num_levels, self.kernel).argmax(axis=0)]
+        return self._peak_t[num_levels]
+
     def formed(self, t_frac: float, num_levels: int) -> np.ndarray:
         """r_m(t) / max_t r_m ∈ [0, 1]: how much band m is being formed at t, relative to its peak."""
         return self.r(t_frac, num_levels) / self.peak(num_levels)
@@ -140,7 +164,7 @@ class BandRule:
     """ε̃ = ε_u + Σ_m w_m(t) g^(m) with w_m(t) from ``method`` (module docstring).
 
     ``scale`` is w; ``scales`` the per-band scales of ``bands`` (finest first); ``window`` the
-    t_frac window of ``interval``; ``power`` p of ``chroma``; ``share`` θ of ``chroma_window``;
+    t_frac window of ``interval``; ``power`` p of ``chroma``; ``share`` θ of ``chroma_window`` and ``chroma_onset``;
     ``schedule`` the model's schedule (a :class:`reschrom.theory.schedules.Schedule` or a config
     mapping), needed by the chromatography rules.
     """
@@ -150,13 +174,13 @@ class BandRule:
     scales: Sequence[float] | None = None
     window: Sequence[float] | None = None
     power: float = 1.0
-    share: float = 0.5
+    share: float | None = None  # None: 0.5 (chroma_window), 0.3 (chroma_onset)
     schedule: Any = None
     kernel: int = 2
 
     def __post_init__(self) -> None:
-        if self.method not in ("cfg", "interval", "bands", "chroma", "chroma_window"):
-            raise GuidanceError(f"method: {self.method!r} is not a band rule; allowed: cfg, interval, bands, chroma, chroma_window")
+        if self.method not in BAND_METHODS:
+            raise GuidanceError(f"method: {self.method!r} is not a band rule; allowed: {', '.join(BAND_METHODS)}")
         self.scale = check_scale(self.scale)
         if self.method == "bands":
             if not self.scales:
@@ -167,11 +191,13 @@ class BandRule:
         if self.method == "chroma":
             if not (float(self.power) >= 0 and math.isfinite(float(self.power))):
                 raise GuidanceError(f"power: {self.power!r} must be ≥ 0")
-        if self.method == "chroma_window" and not 0.0 <= float(self.share) <= 1.0:
+        if self.share is None:
+            self.share = 0.3 if self.method == "chroma_onset" else 0.5
+        if self.method in ("chroma_window", "chroma_onset") and not 0.0 <= float(self.share) <= 1.0:
             raise GuidanceError(f"share: {self.share!r} lies outside [0, 1]")
         self.chrom = None
         self._cache: dict[tuple[float, int], np.ndarray] = {}
-        if self.method in ("chroma", "chroma_window"):
+        if self.method in CHROMA_METHODS:
             if self.schedule is None:
                 raise GuidanceError(f"schedule: the {self.method} rule needs the model's schedule")
             self.chrom = Chromatography(self.schedule, self.kernel)
@@ -193,8 +219,11 @@ class BandRule:
             f = self.chrom.formed(t_frac, M)
             if self.method == "chroma":
                 self._cache[key] = 1.0 + (w - 1.0) * f ** float(self.power)
-            else:
+            elif self.method == "chroma_window":
                 self._cache[key] = np.where(f >= float(self.share), w, 1.0)
+            else:  # chroma_onset: formed and not yet past the band's peak
+                rising = float(t_frac) >= self.chrom.peak_time(M)
+                self._cache[key] = np.where((f >= float(self.share)) & rising, w, 1.0)
         return self._cache[key].copy()
 
     def __call__(
@@ -282,7 +311,7 @@ def make_rule(method: str, scale: float | Sequence[float], schedule: Any = None,
         scale=float(scale),
         window=params.get("window"),
         power=float(params.get("power", 1.0)),
-        share=float(params.get("share", 0.5)),
+        share=params.get("share"),
         schedule=schedule,
         kernel=kernel,
     )

@@ -13,8 +13,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-METHODS = ("cfg", "interval", "bands", "chroma", "chroma_window", "fdg", "apg")
+METHODS = ("cfg", "interval", "bands", "chroma", "chroma_window", "chroma_onset", "fdg", "apg")
 """Guidance methods of :func:`reschrom.guidance.rules.make_rule` and of the config."""
+
+BAND_METHODS = METHODS[:6]
+"""The methods :class:`reschrom.guidance.rules.BandRule` implements (the others wrap diffusers guiders)."""
+
+CHROMA_METHODS = ("chroma", "chroma_window", "chroma_onset")
+"""The chromatography-scheduled methods: they need the model's schedule (r_m(t), eq. 18)."""
 
 
 class GuidanceError(ValueError):
@@ -49,6 +55,8 @@ def setting_label(entry: Mapping[str, Any]) -> str:
         return f"p={float(entry.get('power', 1.0)):g}"
     if m == "chroma_window":
         return f"θ={float(entry.get('share', 0.5)):g}"
+    if m == "chroma_onset":
+        return f"θ={float(entry.get('share', 0.3)):g}, rising"
     if m == "apg":
         return f"η={float(entry.get('eta', 0.0)):g}, r={float(entry.get('rescale', 15.0)):g}"
     if m == "fdg":
@@ -95,7 +103,7 @@ def check_methods(methods: Sequence[Mapping[str, Any]], num_levels: int | None, 
                     )
             if m not in ("fdg", "bands") and isinstance(s, (list, tuple)):
                 raise GuidanceError(f"config key '{k}.scales.{j}': {m} takes one number per setting, got {s!r}")
-        if m == "chroma_window" and not 0.0 <= float(e.get("share", 0.5)) <= 1.0:
+        if m in ("chroma_window", "chroma_onset") and not 0.0 <= float(e.get("share", 0.5)) <= 1.0:
             raise GuidanceError(f"config key '{k}.share': {e.get('share')!r} lies outside [0, 1]")
         if m == "interval":
             try:

@@ -26,6 +26,7 @@ METHOD_STYLE = {
     "bands": ("tab:brown", "P"),
     "chroma": ("tab:red", "D"),
     "chroma_window": ("tab:orange", "X"),
+    "chroma_onset": ("crimson", "*"),
 }
 
 
@@ -44,7 +45,7 @@ def plot_guidance_design(table: str | os.PathLike, out: str | os.PathLike, n_boo
         for (method, setting), g in s.groupby(["method", "setting"], sort=False):
             g = g.sort_values("scale")
             color, marker = METHOD_STYLE.get(method, ("gray", "o"))
-            ls = "-" if method in ("chroma", "chroma_window") else "--"
+            ls = "-" if method.startswith("chroma") else "--"
             label = method if setting == "-" else f"{method} ({setting})"
             xerr = [g[x] - g[f"{x}_lo"], g[f"{x}_hi"] - g[x]]
             yerr = [g["accuracy"] - g["accuracy_lo"], g["accuracy_hi"] - g["accuracy"]]
