@@ -58,9 +58,59 @@ def test_cfg_rules_are_eq5_and_chroma_follows_the_theory():
     assert iv.scales_at(0.9, 5).tolist() == [1.0] * 5 and iv.scales_at(0.5, 5).tolist() == [6.0] * 5
 
 
+@pytest.mark.parametrize("spec", [
+    SCHED,
+    {"type": "ddpm", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+    {"type": "flow_matching", "shift": 3.0},
+    {"type": "edm"},
+])
+@pytest.mark.parametrize("theta", [0.0, 0.3, 0.7])
+def test_chroma_onset_guides_each_band_on_its_rising_flank_only(spec, theta):
+    """chroma_onset: w_m(t) = w iff r_m(t) ≥ θ·max r_m and t is not past band m's peak, else 1.
+    The expectation is computed here from eq. 16 (p_m = ᾱ_{τ_m}, r_m ∝ p_m(1 − p_m)) on the
+    schedule's ᾱ, not from the rule's code; the coarsest band peaks at t = 1 and is never guided
+    below it, and θ = 0 with t past every peak guides nothing (the conditional prediction)."""
+    from reschrom.theory.schedules import build_schedule
+
+    M, w = 5, 4.0
+    sched = build_schedule("m", spec)
+    grid = np.linspace(0.0, 1.0, 2001)
+    a = np.clip(np.asarray(sched.alpha_bar(grid), dtype=np.float64), 0.0, 1.0)[:, None]
+    k = 4.0 ** np.arange(M)
+    p = k * a / ((k - 1.0) * a + 1.0)
+    q = p * (1.0 - a) / ((k - 1.0) * a + 1.0)  # p(1 − p)
+    # the limits of the normalised p(1 − p): ∝ 4^m at ᾱ = 0, ∝ 4^−m at ᾱ = 1
+    q = np.where(a <= 0, k, np.where(a >= 1, 1.0 / k, q))
+    r = q / q.sum(axis=1, keepdims=True)
+    peak_t = grid[r.argmax(axis=0)]
+    assert peak_t[-1] == 1.0 and np.all(np.diff(peak_t) >= 0)  # coarse bands peak earlier in sampling
+    rule = make_rule("chroma_onset", w, schedule=spec, share=theta)
+    for i in range(3, 2001, 37):  # grid points, away from the peaks' own points
+        t = grid[i]
+        expected = np.where((r[i] >= theta * r.max(axis=0) - 1e-12) & (t >= peak_t), w, 1.0)
+        got = rule.scales_at(t, M)
+        assert got.tolist() == expected.tolist(), (t, got, expected)
+        assert got[-1] == 1.0
+    assert set(np.unique(rule.scales_at(0.999, M))) <= {1.0, w}
+    # θ = 0.3 is the default; chroma_window at the same θ guides a superset of the bands
+    default = make_rule("chroma_onset", w, schedule=spec)
+    window = make_rule("chroma_window", w, schedule=spec, share=0.3)
+    for t in grid[5::50]:
+        on, win = default.scales_at(t, M), window.scales_at(t, M)
+        assert np.all((on == w) <= (win == w))
+    c = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    u = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    t = 0.5
+    ws = rule.scales_at(t, M)
+    bands = band_decompose(c - u)
+    ref = u + band_reconstruct([float(ws[m]) * b for m, b in enumerate(bands)])
+    assert_equal_up_to_rounding(rule(c, u, t), ref, scale_of=(ref, c, u))
+
+
 @pytest.mark.parametrize("bad", [
     dict(method="cfg", scale=0.0), dict(method="cfg", scale=-2.0), dict(method="interval", window=[0.7, 0.3]),
     dict(method="interval", window=[-0.1, 0.5]), dict(method="magic"), dict(method="chroma"),
+    dict(method="chroma_onset"), dict(method="chroma_onset", schedule=SCHED, share=1.5),
 ])
 def test_bad_rules_are_one_line(bad):
     kw = {"scale": 3.0, **bad}
@@ -189,6 +239,13 @@ def test_diffusers_guider_matches_the_rule_and_diffusers_cfg():
     again.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
     assert torch.equal(again.forward(c, u).pred, ch.forward(c, u).pred)
     ch.set_state(step=9, num_inference_steps=10, timestep=torch.tensor(10))
+    on = ChromatographyGuidance.for_scheduler(sched, guidance_scale=5.0, method="chroma_onset")
+    on.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
+    rule_on = make_rule("chroma_onset", 5.0, schedule=on.config.schedule)
+    assert torch.equal(on.forward(c, u).pred, rule_on(c, u, 700 / 999))
+    on2 = ChromatographyGuidance.from_config(on.config)
+    on2.set_state(step=3, num_inference_steps=10, timestep=torch.tensor(700))
+    assert torch.equal(on2.forward(c, u).pred, on.forward(c, u).pred)
     ch2 = ChromatographyGuidance.from_config(ch.config, stop=0.5)
     ch2.set_state(step=9, num_inference_steps=10, timestep=torch.tensor(10))
     assert torch.equal(ch2.forward(c, u).pred, c) and ch2.num_conditions == 1
@@ -233,6 +290,7 @@ def test_guider_in_a_modular_sdxl_pipeline():
     ([{"method": "interval", "scales": [2.0], "window": [0.1, 1.5]}], "guidance_design.methods.0.window"),
     ([{"method": "bands", "scales": [[2.0, 2.0]]}], "guidance_design.methods.0.scales.0"),
     ([{"method": "nope", "scales": [2.0]}], "guidance_design.methods.0.method"),
+    ([{"method": "chroma_onset", "scales": [2.0], "share": -0.2}], "guidance_design.methods.0.share"),
 ])
 def test_bad_guidance_config_is_one_line_naming_the_key(repo, methods, key):
     import yaml

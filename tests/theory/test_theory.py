@@ -166,6 +166,21 @@ def test_chromatography_is_a_distribution(a, levels):
     np.testing.assert_allclose(r.sum(-1), 1.0, atol=1e-12)
 
 
+@given(
+    a=st.floats(1e-12, 1.0 - 1e-12, allow_nan=False),
+    levels=st.integers(1, 9),
+)
+def test_chromatography_is_each_level_signal_share_times_its_noise_share(a, levels):
+    """r_m ∝ p_m(1 − p_m) with p_m = ᾱ_{τ_m} of eq. 16 (SNR_{τ_m} = 4^m·SNR, so every level's
+    d log SNR/dt is the same): the identity docs/guidance.md builds the chroma_onset rule on,
+    computed here from eq. 16 directly, not from the code's eq. 34 form."""
+    k = 4.0 ** np.arange(levels)
+    p = k * a / ((k - 1.0) * a + 1.0)
+    q = p * ((1.0 - a) / ((k - 1.0) * a + 1.0))  # 1 − p without cancellation
+    r = theory.chromatography_natural(-np.log(a), levels)
+    np.testing.assert_allclose(r, q / q.sum(), rtol=1e-9, atol=1e-15)
+
+
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_eq18_numerical_equals_eq34_closed_form(name):
     """r_m(t) by eq. 18 (numerical derivative through SNR⁻¹) = Theorem 1 / eq. 34, to 1e-4."""
