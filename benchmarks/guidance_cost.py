@@ -44,6 +44,7 @@ def main() -> None:
         "cfg (pipeline)": lambda g: pipe(guidance_scale=5.0, generator=g, **kw),
         "chroma": lambda g: GuidedPipeline(pipe, make_rule("chroma", 5.0, schedule=sched))(generator=g, **kw),
         "chroma_window": lambda g: GuidedPipeline(pipe, make_rule("chroma_window", 5.0, schedule=sched))(generator=g, **kw),
+        "chroma_onset": lambda g: GuidedPipeline(pipe, make_rule("chroma_onset", 5.0, schedule=sched))(generator=g, **kw),
         "interval": lambda g: GuidedPipeline(pipe, make_rule("interval", 5.0, window=[0.2, 0.8]))(generator=g, **kw),
         "fdg (diffusers)": lambda g: GuidedPipeline(pipe, make_rule("fdg", [5.0, 2.0]))(generator=g, **kw),
         "apg (diffusers)": lambda g: GuidedPipeline(pipe, make_rule("apg", 5.0))(generator=g, **kw),
