@@ -66,10 +66,13 @@ def test_cfg_rules_are_eq5_and_chroma_follows_the_theory():
 ])
 @pytest.mark.parametrize("theta", [0.0, 0.3, 0.7])
 def test_chroma_onset_guides_each_band_on_its_rising_flank_only(spec, theta):
-    """chroma_onset: w_m(t) = w iff r_m(t) ≥ θ·max r_m and t is not past band m's peak, else 1.
-    The expectation is computed here from eq. 16 (p_m = ᾱ_{τ_m}, r_m ∝ p_m(1 − p_m)) on the
-    schedule's ᾱ, not from the rule's code; the coarsest band peaks at t = 1 and is never guided
-    below it, and θ = 0 with t past every peak guides nothing (the conditional prediction)."""
+    """chroma_onset: w_m(t) = w iff r_m(t) ≥ θ·max r_m and t is not past band m's peak t*_m < 1,
+    else 1. The expectation is computed here from eq. 16 (p_m = ᾱ_{τ_m}, r_m ∝ p_m(1 − p_m)) on
+    the schedule's ᾱ, not from the rule's code; the coarsest band peaks at t = 1 and is never
+    guided, not even at t = 1; each interior band's guided times are one interval that starts at
+    its peak, along which r_m by eq. 18 (numerical derivative, ``chromatography_derivative``)
+    rises towards the peak."""
+    from reschrom.theory.resolution import chromatography_derivative
     from reschrom.theory.schedules import build_schedule
 
     M, w = 5, 4.0
@@ -85,19 +88,34 @@ def test_chroma_onset_guides_each_band_on_its_rising_flank_only(spec, theta):
     peak_t = grid[r.argmax(axis=0)]
     assert peak_t[-1] == 1.0 and np.all(np.diff(peak_t) >= 0)  # coarse bands peak earlier in sampling
     rule = make_rule("chroma_onset", w, schedule=spec, share=theta)
-    for i in range(3, 2001, 37):  # grid points, away from the peaks' own points
+    for i in list(range(3, 2001, 37)) + [2000]:  # grid points away from the peaks' own, and t = 1
         t = grid[i]
-        expected = np.where((r[i] >= theta * r.max(axis=0) - 1e-12) & (t >= peak_t), w, 1.0)
+        expected = np.where((r[i] >= theta * r.max(axis=0) - 1e-12) & (t >= peak_t) & (peak_t < 1.0), w, 1.0)
         got = rule.scales_at(t, M)
         assert got.tolist() == expected.tolist(), (t, got, expected)
         assert got[-1] == 1.0
-    assert set(np.unique(rule.scales_at(0.999, M))) <= {1.0, w}
-    # θ = 0.3 is the default; chroma_window at the same θ guides a superset of the bands
-    default = make_rule("chroma_onset", w, schedule=spec)
-    window = make_rule("chroma_window", w, schedule=spec, share=0.3)
+    fine = np.linspace(0.0, 1.0, 1201)[1:-1]
+    guided = np.stack([rule.scales_at(t, M) == w for t in fine])
+    r18 = chromatography_derivative(sched, fine, M)
+    for m in range(1, M - 1):
+        idx = np.flatnonzero(guided[:, m])
+        assert len(idx) and np.all(np.diff(idx) == 1), m  # one interval of t
+        assert abs(fine[idx[0]] - peak_t[m]) <= 2e-3  # … starting at the band's peak
+        seg = r18[idx, m]
+        seg = seg[np.isfinite(seg)]
+        assert np.all(np.diff(seg) <= 1e-6), m  # r_m rises towards the peak (falls with t)
+    # defaults: θ = 0.3 for chroma_onset, 0.5 for chroma_window
+    on, win = make_rule("chroma_onset", w, schedule=spec), make_rule("chroma_window", w, schedule=spec)
+    on3, win5 = (make_rule("chroma_onset", w, schedule=spec, share=0.3),
+                 make_rule("chroma_window", w, schedule=spec, share=0.5))
+    win3 = make_rule("chroma_window", w, schedule=spec, share=0.3)
+    differ = False
     for t in grid[5::50]:
-        on, win = default.scales_at(t, M), window.scales_at(t, M)
-        assert np.all((on == w) <= (win == w))
+        assert on.scales_at(t, M).tolist() == on3.scales_at(t, M).tolist()
+        assert win.scales_at(t, M).tolist() == win5.scales_at(t, M).tolist()
+        differ |= win.scales_at(t, M).tolist() != win3.scales_at(t, M).tolist()
+        assert np.all((on.scales_at(t, M) == w) <= (win3.scales_at(t, M) == w))  # onset ⊂ window
+    assert differ
     c = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     u = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     t = 0.5

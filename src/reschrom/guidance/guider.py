@@ -53,10 +53,10 @@ class ChromatographyGuidance(BaseGuidance):
 
     Args: ``guidance_scale`` w; ``method`` one of cfg, interval, bands, chroma, chroma_window,
     chroma_onset; ``power`` (chroma), ``share`` (chroma_window: 0.5, chroma_onset: 0.3 when
-    None), ``window`` (interval, t_frac [lo, hi]), ``scales`` (bands, finest first); ``schedule`` the model's schedule as a config mapping;
-    ``num_train_timesteps`` T of the scheduler's timesteps; ``kernel`` of the pyramid;
-    ``start``/``stop``/``enabled`` as every diffusers guider (outside, the conditional
-    prediction alone).
+    None), ``window`` (interval, t_frac [lo, hi]), ``scales`` (bands, finest first);
+    ``schedule`` the model's schedule as a config mapping; ``num_train_timesteps`` T of the
+    scheduler's timesteps; ``kernel`` of the pyramid; ``start``/``stop``/``enabled`` as every
+    diffusers guider (outside, the conditional prediction alone).
     """
 
     _input_predictions = ["pred_cond", "pred_uncond"]

@@ -26,10 +26,11 @@ time fraction (1 = noise):
 * ``chroma_window`` — w_m(t) = w while band m is being formed, r_m(t) ≥ θ·max_t r_m, else 1;
   θ = 0 is CFG;
 * ``chroma_onset`` — w_m(t) = w on the rising flank of band m's formation only: r_m(t) ≥ θ·max_t
-  r_m and t ≥ t*_m, the time of the band's peak (1 elsewhere). Since SNR_{τ_m} = 4^m·SNR(t),
-  every level's d log SNR/dt is the same and r_m(t) ∝ p_m(1 − p_m) with p_m = ᾱ_{τ_m(t)}
-  (eq. 18 with eq. 16); the peak sits where the level's own signal share p_m is about ½. Before
-  it the band's content is being chosen, after it the band is refined around a choice already
+  r_m and t ≥ t*_m, the time of the band's peak, t*_m < 1 (1 elsewhere). Since SNR_{τ_m} =
+  4^m·SNR(t), every level's d log SNR/dt is the same and r_m(t) = p_m(1 − p_m) / Σ_n p_n(1 − p_n)
+  with p_m = ᾱ_{τ_m(t)} (eq. 18 with eq. 16); an interior band peaks where its level's signal
+  share p_m is near ½ (the finest at t = 0, the coarsest at t = 1, so never guided). Before the
+  peak the band's content is being chosen, after it the band is refined around a choice already
   made: guiding it there only overshoots. θ = 0 guides the whole rising flank;
 * ``fdg``, ``apg`` — diffusers' own ``FrequencyDecoupledGuidance`` (Laplacian pyramid, needs
   ``kornia``) and ``AdaptiveProjectedGuidance``, wrapped by :class:`DiffusersGuiderRule` so
@@ -164,9 +165,10 @@ class BandRule:
     """ε̃ = ε_u + Σ_m w_m(t) g^(m) with w_m(t) from ``method`` (module docstring).
 
     ``scale`` is w; ``scales`` the per-band scales of ``bands`` (finest first); ``window`` the
-    t_frac window of ``interval``; ``power`` p of ``chroma``; ``share`` θ of ``chroma_window`` and ``chroma_onset``;
-    ``schedule`` the model's schedule (a :class:`reschrom.theory.schedules.Schedule` or a config
-    mapping), needed by the chromatography rules.
+    t_frac window of ``interval``; ``power`` p of ``chroma``; ``share`` θ of ``chroma_window``
+    and ``chroma_onset``; ``schedule`` the model's schedule (a
+    :class:`reschrom.theory.schedules.Schedule` or a config mapping), needed by the
+    chromatography rules.
     """
 
     method: str
@@ -221,8 +223,10 @@ class BandRule:
                 self._cache[key] = 1.0 + (w - 1.0) * f ** float(self.power)
             elif self.method == "chroma_window":
                 self._cache[key] = np.where(f >= float(self.share), w, 1.0)
-            else:  # chroma_onset: formed and not yet past the band's peak
-                rising = float(t_frac) >= self.chrom.peak_time(M)
+            else:  # chroma_onset: formed and not yet past the band's peak; a band peaking at
+                # t = 1 (the coarsest) has no rising flank inside the schedule: never guided
+                t_peak = self.chrom.peak_time(M)
+                rising = (float(np.clip(t_frac, 0.0, 1.0)) >= t_peak) & (t_peak < 1.0)
                 self._cache[key] = np.where((f >= float(self.share)) & rising, w, 1.0)
         return self._cache[key].copy()
 

@@ -54,9 +54,9 @@ def setting_label(entry: Mapping[str, Any]) -> str:
     if m == "chroma":
         return f"p={float(entry.get('power', 1.0)):g}"
     if m == "chroma_window":
-        return f"θ={float(entry.get('share', 0.5)):g}"
+        return f"θ={float(0.5 if entry.get('share') is None else entry['share']):g}"
     if m == "chroma_onset":
-        return f"θ={float(entry.get('share', 0.3)):g}, rising"
+        return f"θ={float(0.3 if entry.get('share') is None else entry['share']):g}, rising"
     if m == "apg":
         return f"η={float(entry.get('eta', 0.0)):g}, r={float(entry.get('rescale', 15.0)):g}"
     if m == "fdg":
@@ -103,7 +103,7 @@ def check_methods(methods: Sequence[Mapping[str, Any]], num_levels: int | None, 
                     )
             if m not in ("fdg", "bands") and isinstance(s, (list, tuple)):
                 raise GuidanceError(f"config key '{k}.scales.{j}': {m} takes one number per setting, got {s!r}")
-        if m in ("chroma_window", "chroma_onset") and not 0.0 <= float(e.get("share", 0.5)) <= 1.0:
+        if m in ("chroma_window", "chroma_onset") and not 0.0 <= float(e.get("share") or 0.0) <= 1.0:
             raise GuidanceError(f"config key '{k}.share': {e.get('share')!r} lies outside [0, 1]")
         if m == "interval":
             try:

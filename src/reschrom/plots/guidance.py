@@ -26,7 +26,7 @@ METHOD_STYLE = {
     "bands": ("tab:brown", "P"),
     "chroma": ("tab:red", "D"),
     "chroma_window": ("tab:orange", "X"),
-    "chroma_onset": ("crimson", "*"),
+    "chroma_onset": ("tab:pink", "*"),
 }
 
 
