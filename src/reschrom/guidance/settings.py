@@ -16,7 +16,7 @@ from typing import Any
 METHODS = ("cfg", "interval", "bands", "chroma", "chroma_window", "chroma_onset", "fdg", "apg")
 """Guidance methods of :func:`reschrom.guidance.rules.make_rule` and of the config."""
 
-BAND_METHODS = METHODS[:6]
+BAND_METHODS = ("cfg", "interval", "bands", "chroma", "chroma_window", "chroma_onset")
 """The methods :class:`reschrom.guidance.rules.BandRule` implements (the others wrap diffusers guiders)."""
 
 CHROMA_METHODS = ("chroma", "chroma_window", "chroma_onset")
