@@ -50,6 +50,7 @@ EXPORTS: dict[str, str] = {
     'check_methods': 'settings',
     'check_scale': 'settings',
     'check_window': 'settings',
+    'default_share': 'settings',
     'expand_settings': 'settings',
     'model_num_levels': 'settings',
     'scale_value': 'settings',

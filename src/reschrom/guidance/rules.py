@@ -57,6 +57,7 @@ from reschrom.guidance.settings import (
     GuidanceError,
     check_scale,
     check_window,
+    default_share,
 )
 
 # --------------------------------------------------------------------------------------
@@ -136,23 +137,25 @@ class Chromatography:
 
         return chromatography(self.schedule, float(np.clip(t_frac, 0.0, 1.0)), num_levels, self.kernel)
 
-    def peak(self, num_levels: int) -> np.ndarray:
-        """max_t r_m(t) per level m, shape (M,)."""
+    def _table(self, num_levels: int) -> None:
+        """max_t r_m and its argmax t*_m on the grid, computed once per level count."""
         if num_levels not in self._peak:
             from reschrom.theory.resolution import chromatography
 
             grid = np.linspace(0.0, 1.0, self.n_t)
-            self._peak[num_levels] = chromatography(self.schedule, grid, num_levels, self.kernel).max(axis=0)
+            r = chromatography(self.schedule, grid, num_levels, self.kernel)
+            self._peak[num_levels] = r.max(axis=0)
+            self._peak_t[num_levels] = grid[r.argmax(axis=0)]
+
+    def peak(self, num_levels: int) -> np.ndarray:
+        """max_t r_m(t) per level m, shape (M,)."""
+        self._table(num_levels)
         return self._peak[num_levels]
 
     def peak_time(self, num_levels: int) -> np.ndarray:
         """t*_m = argmax_t r_m(t) per level m on the grid, shape (M,) (the coarsest band's is
         t = 1: its share of the formation is largest at pure noise)."""
-        if num_levels not in self._peak_t:
-            from reschrom.theory.resolution import chromatography
-
-            grid = np.linspace(0.0, 1.0, self.n_t)
-            self._peak_t[num_levels] = grid[chromatography(self.schedule, grid, num_levels, self.kernel).argmax(axis=0)]
+        self._table(num_levels)
         return self._peak_t[num_levels]
 
     def formed(self, t_frac: float, num_levels: int) -> np.ndarray:
@@ -194,7 +197,7 @@ class BandRule:
             if not (float(self.power) >= 0 and math.isfinite(float(self.power))):
                 raise GuidanceError(f"power: {self.power!r} must be ≥ 0")
         if self.share is None:
-            self.share = 0.3 if self.method == "chroma_onset" else 0.5
+            self.share = default_share(self.method)
         if self.method in ("chroma_window", "chroma_onset") and not 0.0 <= float(self.share) <= 1.0:
             raise GuidanceError(f"share: {self.share!r} lies outside [0, 1]")
         self.chrom = None

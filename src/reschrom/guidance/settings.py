@@ -23,6 +23,11 @@ CHROMA_METHODS = ("chroma", "chroma_window", "chroma_onset")
 """The chromatography-scheduled methods: they need the model's schedule (r_m(t), eq. 18)."""
 
 
+def default_share(method: str) -> float:
+    """θ of ``chroma_onset`` (0.3) and of ``chroma_window`` (0.5) where the config gives none."""
+    return 0.3 if method == "chroma_onset" else 0.5
+
+
 class GuidanceError(ValueError):
     """A bad guidance setting; the message is one line naming the key."""
 
@@ -54,9 +59,9 @@ def setting_label(entry: Mapping[str, Any]) -> str:
     if m == "chroma":
         return f"p={float(entry.get('power', 1.0)):g}"
     if m == "chroma_window":
-        return f"θ={float(0.5 if entry.get('share') is None else entry['share']):g}"
+        return f"θ={float(default_share(m) if entry.get('share') is None else entry['share']):g}"
     if m == "chroma_onset":
-        return f"θ={float(0.3 if entry.get('share') is None else entry['share']):g}, rising"
+        return f"θ={float(default_share(m) if entry.get('share') is None else entry['share']):g}, rising"
     if m == "apg":
         return f"η={float(entry.get('eta', 0.0)):g}, r={float(entry.get('rescale', 15.0)):g}"
     if m == "fdg":
